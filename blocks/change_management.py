@@ -1,0 +1,226 @@
+"""The change-management block: change requests as files in a git repo.
+
+Branch `main` holds `changes/<id>.json` (the record, canonical JSON) and `changes/<id>.md`
+(rendered for people). Each state change is one commit saying what, who and why, so
+`git log -- changes/<id>.json` is the change request's audit trail.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from prefect.blocks.core import Block
+from pydantic import Field, PrivateAttr, ValidationError
+
+from blocks.git_store import DEFAULT_AUTHOR, GitRemote, default_cache_dir
+from changeflow.errors import BadInput, IntegrityError
+from changeflow.models import ChangeRequest
+from changeflow.render import render_change_request
+
+__all__ = ["BRANCH", "CHANGES_DIR", "GitChangeManagement", "change_paths", "format_change_id"]
+
+BRANCH = "main"
+CHANGES_DIR = "changes"
+_ID_RE = re.compile(r"^CHG(\d{7})$")
+_MAX_NUMBER = 9_999_999
+
+
+def format_change_id(number: int) -> str:
+    """Return the change request id for a sequence number: `CHG` and 7 digits."""
+    if not 1 <= number <= _MAX_NUMBER:
+        raise ValueError(f"change request number out of range: {number}")
+    return f"CHG{number:07d}"
+
+
+def change_paths(change_id: str) -> tuple[str, str]:
+    """Return the paths of a change request's record and its Markdown."""
+    return f"{CHANGES_DIR}/{change_id}.json", f"{CHANGES_DIR}/{change_id}.md"
+
+
+def _files(cr: ChangeRequest) -> dict[str, bytes | None]:
+    record, markdown = change_paths(cr.id)
+    return {
+        record: cr.to_json() + b"\n",
+        markdown: render_change_request(cr).encode("utf-8"),
+    }
+
+
+def _message(cr: ChangeRequest, why: str, by: str | None) -> str:
+    lines = [
+        f"{cr.id}: {why}",
+        "",
+        f"state: {cr.state.value}",
+        f"environment: {cr.environment}",
+        f"region: {cr.region}",
+        f"type: {cr.type.value}",
+    ]
+    if by:
+        lines.append(f"by: {by}")
+    return "\n".join(lines) + "\n"
+
+
+def _author(by: str | None) -> str:
+    if not by:
+        return DEFAULT_AUTHOR
+    return by if "<" in by else f"{by} <changeflow@localhost>"
+
+
+class GitChangeManagement(Block):
+    """Change requests kept in a git repository, one commit per state change.
+
+    Attributes:
+        remote_url: git URL of the bare change-management remote.
+        cache_dir: folder for the local mirror; default `$CHANGEFLOW_HOME/repos`.
+    """
+
+    _block_type_name = "changeflow Change Management"
+    _description = (
+        "changeflow change requests in a git repository: changes/<id>.json and a rendered "
+        "changes/<id>.md on branch main, one commit per state change."
+    )
+
+    remote_url: str = Field(description="git URL of the bare change-management remote.")
+    cache_dir: str | None = Field(
+        default=None, description="Local mirror folder (default: $CHANGEFLOW_HOME/repos)."
+    )
+
+    _remote: GitRemote | None = PrivateAttr(default=None)
+
+    @classmethod
+    def from_env(cls) -> GitChangeManagement:
+        """Build the block from `CHANGEFLOW_CHANGE_REPO_URL` (and `CHANGEFLOW_HOME`).
+
+        Raises:
+            BadInput: when `CHANGEFLOW_CHANGE_REPO_URL` is not set.
+        """
+        url = os.environ.get("CHANGEFLOW_CHANGE_REPO_URL", "").strip()
+        if not url:
+            raise BadInput(
+                "CHANGEFLOW_CHANGE_REPO_URL is not set (the git URL of the change-management repo)"
+            )
+        return cls(remote_url=url)
+
+    @property
+    def git(self) -> GitRemote:
+        """The `GitRemote` this block reads and writes through (made on first use)."""
+        if self._remote is None:
+            cache = Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()
+            self._remote = GitRemote(self.remote_url, cache)
+        return self._remote
+
+    def _numbers(self, commit: str | None) -> builtins.list[int]:
+        if commit is None:
+            return []
+        numbers = []
+        for path in self.git.list_files(commit, CHANGES_DIR):
+            match = _ID_RE.match(path.removeprefix(f"{CHANGES_DIR}/").removesuffix(".json"))
+            if match and path.endswith(".json"):
+                numbers.append(int(match[1]))
+        return numbers
+
+    @staticmethod
+    def _parse(change_id: str, data: bytes, commit: str) -> ChangeRequest:
+        try:
+            cr = ChangeRequest.model_validate_json(data)
+        except ValidationError as exc:
+            raise IntegrityError(
+                f"{change_id} at {commit[:12]} is not a change request: {exc.errors()[0]['msg']}"
+            ) from None
+        if cr.id != change_id:
+            raise IntegrityError(f"{change_id} at {commit[:12]} holds {cr.id}")
+        return cr
+
+    def create(
+        self,
+        draft: Callable[[str], ChangeRequest],
+        message: str = "change request created",
+        *,
+        by: str | None = None,
+    ) -> ChangeRequest:
+        """File a new change request under the next free id.
+
+        The id is one more than the highest in `changes/` at the branch head; a concurrent
+        create makes the push lose its compare-and-swap, and the id is allocated again.
+
+        Args:
+            draft: builds the record for a given id (may be called more than once).
+            message: why, for the commit message.
+            by: who, the commit's author.
+
+        Returns:
+            The record as committed.
+        """
+        built: builtins.list[ChangeRequest] = []
+
+        def change(parent: str | None) -> dict[str, bytes | None]:
+            change_id = format_change_id(max(self._numbers(parent), default=0) + 1)
+            cr = draft(change_id)
+            if cr.id != change_id:
+                raise BadInput(f"the draft change request has id {cr.id}, not {change_id}")
+            built.append(cr)
+            return _files(cr)
+
+        self.git.commit(
+            BRANCH, change, lambda: _message(built[-1], message, by), author=_author(by)
+        )
+        return built[-1]
+
+    def update(self, cr: ChangeRequest, message: str, *, by: str | None = None) -> ChangeRequest:
+        """Write a change request's new state (record and Markdown) in one commit.
+
+        Args:
+            cr: the record to store.
+            message: what changed and why, for the commit message.
+            by: who, the commit's author.
+
+        Raises:
+            BadInput: when no change request has that id.
+        """
+        record, _ = change_paths(cr.id)
+
+        def change(parent: str | None) -> dict[str, bytes | None]:
+            if parent is None or record not in self.git.path_types(parent, [record]):
+                raise BadInput(f"unknown change request {cr.id}")
+            return _files(cr)
+
+        self.git.commit(BRANCH, change, _message(cr, message, by), author=_author(by))
+        return cr
+
+    def get(self, id: str) -> ChangeRequest:
+        """Return a change request.
+
+        Raises:
+            BadInput: when there is none with that id.
+        """
+        git = self.git
+        git.fetch()
+        head = git.resolve(f"refs/heads/{BRANCH}")
+        record, _ = change_paths(id)
+        data = git.read_files(head, [record]).get(record) if head and _ID_RE.match(id) else None
+        if head is None or data is None:
+            raise BadInput(f"unknown change request {id}")
+        return self._parse(id, data, head)
+
+    def history(self, id: str) -> builtins.list[dict[str, str]]:
+        """Return the commits that changed a change request, newest first.
+
+        Each has `commit`, `author`, `date` and `message`; empty for an unknown id.
+        """
+        git = self.git
+        git.fetch()
+        return git.log(f"refs/heads/{BRANCH}", path=change_paths(id)[0])
+
+    def list(self) -> builtins.list[ChangeRequest]:
+        """Return every change request, sorted by id."""
+        git = self.git
+        git.fetch()
+        head = git.resolve(f"refs/heads/{BRANCH}")
+        if head is None:
+            return []
+        ids = [format_change_id(n) for n in sorted(self._numbers(head))]
+        blobs = git.read_files(head, [change_paths(i)[0] for i in ids])
+        return [self._parse(i, blobs[change_paths(i)[0]], head) for i in ids]

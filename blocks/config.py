@@ -1,0 +1,56 @@
+"""Loading the blocks a flow needs: a saved block of the given name wins, else the environment."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from prefect.blocks.core import Block
+
+from blocks.change_management import GitChangeManagement
+from blocks.evidence_locker import EvidenceLocker
+from blocks.inventory import GitInventory
+from changeflow.settings import Settings
+
+__all__ = ["change_management", "evidence_locker", "inventory"]
+
+B = TypeVar("B", bound=Block)
+
+LOCKER_BLOCK = "evidence-locker"
+INVENTORY_BLOCK = "inventory"
+CHANGES_BLOCK = "change-management"
+
+
+def _saved(kind: type[B], name: str | None) -> B | None:
+    if not name:
+        return None
+    try:
+        return kind.load(name)
+    except (ValueError, RuntimeError):
+        return None
+
+
+def evidence_locker(
+    name: str | None = LOCKER_BLOCK, settings: Settings | None = None
+) -> EvidenceLocker:
+    """The evidence locker: the saved block `name`, else from `CHANGEFLOW_S3_*`."""
+    return _saved(EvidenceLocker, name) or EvidenceLocker.from_settings(
+        settings or Settings.from_env()
+    )
+
+
+def inventory(name: str | None = INVENTORY_BLOCK, settings: Settings | None = None) -> GitInventory:
+    """The inventory: the saved block `name`, else from `CHANGEFLOW_INVENTORY_URL`."""
+    s = settings or Settings.from_env()
+    return _saved(GitInventory, name) or GitInventory(
+        remote_url=s.require("inventory_url"), cache_dir=str(s.home / "repos")
+    )
+
+
+def change_management(
+    name: str | None = CHANGES_BLOCK, settings: Settings | None = None
+) -> GitChangeManagement:
+    """Change management: the saved block `name`, else from `CHANGEFLOW_CHANGE_REPO_URL`."""
+    s = settings or Settings.from_env()
+    return _saved(GitChangeManagement, name) or GitChangeManagement(
+        remote_url=s.require("change_repo_url"), cache_dir=str(s.home / "repos")
+    )

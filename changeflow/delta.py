@@ -1,0 +1,51 @@
+"""What changed between two states of an environment's inventory."""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+
+from pydantic import BaseModel, Field
+
+from changeflow.models import InventoryEntry
+
+__all__ = ["Delta", "compute_delta", "select_entries"]
+
+
+class Delta(BaseModel):
+    """Entries changed, added and deleted between two inventory states.
+
+    `entries` holds the new state of every changed or added entry; deleted ones are named only.
+    """
+
+    changed: list[str] = Field(default_factory=list)
+    added: list[str] = Field(default_factory=list)
+    deleted: list[str] = Field(default_factory=list)
+    entries: dict[str, InventoryEntry] = Field(default_factory=dict)
+
+    @property
+    def updated(self) -> list[str]:
+        """Names of every entry to deploy: changed and added."""
+        return sorted([*self.changed, *self.added])
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.changed or self.added or self.deleted)
+
+
+def compute_delta(before: dict[str, InventoryEntry], after: dict[str, InventoryEntry]) -> Delta:
+    """Compare two full inventory states (use a tree diff instead where one is available)."""
+    added = sorted(set(after) - set(before))
+    deleted = sorted(set(before) - set(after))
+    changed = sorted(name for name in set(after) & set(before) if after[name] != before[name])
+    return Delta(
+        changed=changed,
+        added=added,
+        deleted=deleted,
+        entries={name: after[name] for name in [*changed, *added]},
+    )
+
+
+def select_entries(names: list[str], include: list[str], exclude: list[str]) -> list[str]:
+    """Keep the names matching any `include` glob (all when none) and no `exclude` glob."""
+    kept = [n for n in names if not include or any(fnmatchcase(n, g) for g in include)]
+    return sorted(n for n in kept if not any(fnmatchcase(n, g) for g in exclude))

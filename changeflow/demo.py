@@ -1,0 +1,313 @@
+"""`changeflow demo`: the whole lifecycle on the sample application, on a local stack of its own.
+
+Prefect is imported only after the stack's variables are set, so every flow reaches the demo's own
+Prefect server (or the one `PREFECT_API_URL` names) and the console shows only the story.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from changeflow.errors import NotReady
+from changeflow.models import ChangeRequest, ChangeState
+
+__all__ = ["DemoLifecycle", "run_demo", "sample_app_dir"]
+
+Say = Callable[[str], None]
+
+
+def sample_app_dir() -> Path:
+    """The sample application that ships with changeflow."""
+    return Path(__file__).resolve().parent.parent / "examples" / "sample-app"
+
+
+def _quiet_prefect_console() -> None:
+    # the run logs still reach the Prefect API and its UI; the console tells the demo's story
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+def environments_toml(app: Path, deployed: Path) -> str:
+    """The demo's environments file: staging in one region, prod in two."""
+    python = sys.executable
+
+    def quoted(args: list[str]) -> str:
+        return "[" + ", ".join(f'"{a}"' for a in args) + "]"
+
+    deploy = quoted(
+        [
+            python,
+            str(app / "deploy" / "install.py"),
+            "--target",
+            f"{deployed}/{{environment}}/{{region}}",
+        ]
+    )
+    acceptance = quoted(
+        [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", ".",
+         "--junitxml=acceptance.xml", str(app / "acceptance")]
+    )  # fmt: skip
+    out = []
+    for env, regions in (("staging", ["us-south"]), ("prod", ["us-south", "eu-de"])):
+        out += [
+            f"[environments.{env}]",
+            f"regions = {quoted(regions)}",
+            f"deploy = {deploy}",
+            "approval_timeout_s = 900",
+            f"[environments.{env}.acceptance]",
+            f"command = {acceptance}",
+            'report = "acceptance.xml"',
+            'tool = "pytest"',
+            "",
+        ]
+    return "\n".join(out)
+
+
+class DemoLifecycle:
+    """The demo's story, step by step, against whatever stack the environment points at."""
+
+    def __init__(self, workspace: Path, say: Say) -> None:
+        self.workspace = workspace
+        self.say = say
+        self.app = workspace / "sample-app"
+        self.app_remote = workspace / "remotes" / "sample-app.git"
+        self.env_file = workspace / "environments.toml"
+
+    def run(self) -> list[ChangeRequest]:
+        """Run three releases through ci, promote and deploy; return every CR filed."""
+        from blocks.local_stack import init_bare_repo
+
+        shutil.copytree(
+            sample_app_dir(),
+            self.app,
+            ignore=shutil.ignore_patterns("dist", "reports", "__pycache__"),
+        )
+        self.repo_url = init_bare_repo(self.app_remote)
+        self.env_file.write_text(environments_toml(self.app, self.workspace / "deployed"))
+        os.environ["CHANGEFLOW_ENVIRONMENTS"] = str(self.env_file)
+
+        self.say("release 0.1.0: build, check, promote and deploy everywhere")
+        self.release("0.1.0", "Hello, {name}!", "first release of the greeting service")
+        self.say("release 0.2.0: a code change, so prod's delta is only what changed")
+        self.release("0.2.0", "Hello there, {name}!", "friendlier greeting")
+        self.say("release 0.3.0: a failing unit test, so the CR is not auto-approved")
+        self.failing_release("0.3.0")
+        from blocks import config
+
+        crs: list[ChangeRequest] = config.change_management(None).list()
+        return crs
+
+    def _commit(self, version: str, greeting: str, message: str) -> str:
+        from blocks.source import commit_all
+
+        init = self.app / "src" / "sample_app" / "__init__.py"
+        text = init.read_text()
+        lines = [
+            f'__version__ = "{version}"' if line.startswith("__version__") else line
+            for line in text.splitlines()
+        ]
+        text = "\n".join(lines) + "\n"
+        start = text.index('    return f"')
+        end = text.index("\n", start)
+        text = text[:start] + f'    return f"{greeting}"' + text[end:]
+        init.write_text(text)
+        project = self.app / "pyproject.toml"
+        project.write_text(
+            re.sub(
+                r'^version = ".*"$',
+                f'version = "{version}"',
+                project.read_text(),
+                count=1,
+                flags=re.M,
+            )
+        )
+        return commit_all(self.app, message, self.repo_url)
+
+    def ci(self, sha: str) -> None:
+        from flows.ci_flow import ci
+
+        result = ci(self.repo_url, sha, inventory_block=None, locker_block=None)
+        failing = f"; failing: {', '.join(result.failed_checks)}" if result.failed_checks else ""
+        self.say(
+            f"  ci {sha[:12]}: {len(result.evidence)} checks recorded as evidence, "
+            f"{len(result.recorded)} of {len(result.entries)} entries new on master{failing}"
+        )
+
+    def promote(self, source: str, target: str, version: str, why: str) -> None:
+        from changeflow.models import Priority
+        from flows.promote_flow import promote
+
+        try:
+            promotion = promote(
+                source=source,
+                target=target,
+                priority=Priority.moderate,
+                assigned_to="release-manager@example.com",
+                description=f"sample-app {version} to {target}: {why}",
+                purpose=why,
+                impact="greeting service restarts in each region",
+                backout_plan="redeploy the previous inventory commit (the region's _latest tag)",
+                inventory_block=None,
+            )
+        except NotReady as exc:
+            self.say(f"  promote {source} -> {target}: {exc}")
+            return
+        self.say(f"  promote {source} -> {target}: {', '.join(promotion.entries)}")
+
+    def deploy(self, environment: str, region: str) -> None:
+        from flows.deploy_flow import deploy
+
+        outcome = deploy(
+            environment=environment, region=region, inventory_block=None,
+            locker_block=None, changes_block=None,
+        )  # fmt: skip
+        self.say(
+            f"  deploy {environment}/{region}: {outcome.change_request} "
+            f"{'auto-approved' if outcome.deployment_ready else 'NOT ready'}, "
+            f"{outcome.state} {outcome.close_category or ''}".rstrip()
+        )
+
+    def release(self, version: str, greeting: str, why: str) -> None:
+        sha = self._commit(version, greeting, f"sample-app {version}: {why}")
+        self.ci(sha)
+        self.promote("master", "staging", version, why)
+        self.deploy("staging", "us-south")
+        self.promote("staging", "prod", version, why)
+        for region in ("us-south", "eu-de"):
+            self.deploy("prod", region)
+
+    def failing_release(self, version: str) -> None:
+        failing = self.app / "tests" / "test_farewell.py"
+        failing.write_text(
+            "from sample_app import greet\n\n\ndef test_says_goodbye():\n"
+            '    assert greet("Ada") == "Goodbye, Ada!"\n'
+        )
+        sha = self._commit(version, "Hi, {name}!", f"sample-app {version}: shorter greeting")
+        self.ci(sha)
+        self.promote("master", "staging", version, "shorter greeting")
+        self.approve_through_cli("staging", "us-south")
+
+    def approve_through_cli(self, environment: str, region: str) -> None:
+        """Deploy in a process of its own and approve its CR the way a person would."""
+        from blocks import config
+
+        cli = [sys.executable, "-m", "changeflow.cli"]
+        deploying = subprocess.Popen(
+            [*cli, "deploy", "--environment", environment, "--region", region],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        changes = config.change_management(None)
+        waiting = _wait_for(
+            lambda: next(
+                (
+                    cr
+                    for cr in changes.list()
+                    if (cr.environment, cr.region) == (environment, region)
+                    and cr.state is ChangeState.authorize
+                    and cr.flow_run_id
+                ),
+                None,
+            ),
+            deploying,
+        )
+        self.say(
+            f"  deploy {environment}/{region}: {waiting.id} NOT ready "
+            f"({waiting.readiness_reasons[0]}); the run pauses for approval"
+        )
+        approved = subprocess.run(
+            [*cli, "cr", "approve", waiting.id, "--by", "demo release manager",
+             "--comment", "known failing farewell test; greeting change verified by hand"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if approved.returncode != 0:
+            raise RuntimeError(f"changeflow cr approve failed: {approved.stderr.strip()}")
+        self.say(f"  changeflow cr approve {waiting.id}: {approved.stdout.strip()}")
+        out, err = deploying.communicate(timeout=600)
+        if deploying.returncode != 0:
+            raise RuntimeError(f"the paused deployment failed: {err.decode()[-2000:]}")
+        self.say(f"  deploy {environment}/{region}: {out.decode().strip()}")
+
+
+def _wait_for(
+    find: Callable[[], Any], process: subprocess.Popen[bytes], timeout: float = 300
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = find()
+        if found is not None:
+            return found
+        if process.poll() is not None:
+            err = process.stderr.read().decode() if process.stderr else ""
+            raise RuntimeError(f"the deployment ended before asking for approval: {err[-2000:]}")
+        time.sleep(0.5)
+    process.kill()
+    raise RuntimeError("no change request came to wait for approval")
+
+
+def cr_table(crs: list[ChangeRequest], where: str) -> str:
+    """The closing table: one line per change request."""
+    from changeflow.render import markdown_table
+
+    rows = [
+        [
+            cr.id,
+            cr.environment,
+            cr.region,
+            f"{cr.state.value} ({cr.close_category.value})"
+            if cr.close_category
+            else cr.state.value,
+            "ready" if cr.deployment_ready else "not ready",
+            str(cr.evidence_count),
+            f"{where}:changes/{cr.id}.json",
+        ]
+        for cr in crs
+    ]
+    return markdown_table(
+        ["CR", "environment", "region", "state", "readiness", "evidence", "where"], rows
+    )
+
+
+def run_demo(keep: bool = False, say: Say = print) -> list[ChangeRequest]:
+    """Start a local stack in a temporary workspace, run the lifecycle, print every CR."""
+    _quiet_prefect_console()
+    workspace = Path(tempfile.mkdtemp(prefix="changeflow-demo-"))
+    say(f"changeflow demo in {workspace}")
+    from blocks.local_stack import LocalStack
+
+    stack = LocalStack(workspace / "stack")
+    try:
+        stack.start(prefect_api_url=os.environ.get("PREFECT_API_URL"))
+        os.environ.update(stack.env)
+        say(f"  SeaweedFS S3 at {stack.env['CHANGEFLOW_S3_ENDPOINT']}, Prefect API at "
+            f"{stack.env['PREFECT_API_URL']}")  # fmt: skip
+        from blocks import config
+
+        config.evidence_locker(None).create_bucket()
+        crs = DemoLifecycle(workspace, say).run()
+        say("")
+        say(cr_table(crs, stack.env["CHANGEFLOW_CHANGE_REPO_URL"]))
+        locker = config.evidence_locker(None)
+        status = locker.bucket_status()
+        say("")
+        lock = "on" if status["object_lock"] else "off"
+        say(
+            f"evidence bucket {status['bucket']}: object lock {lock}, "
+            f"{locker.retention_mode} retention for {locker.retention_days} days"
+        )
+        return crs
+    finally:
+        stack.stop()
+        if keep:
+            say(f"workspace kept in {workspace}")
+        else:
+            shutil.rmtree(workspace, ignore_errors=True)

@@ -1,0 +1,154 @@
+"""Project files: an application's `changeflow.toml` and the `environments.toml` of a deployment.
+
+Both are validated when they are loaded, so a typo is found before a flow reaches it.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from changeflow.errors import BadInput
+from changeflow.readiness import ReadinessPolicy
+from changeflow.reports import ReportFormat, Thresholds
+
+__all__ = [
+    "AppConfig",
+    "ArtifactSpec",
+    "CheckSpec",
+    "CommandReport",
+    "EnvironmentSpec",
+    "Environments",
+    "expand_command",
+    "load_app_config",
+    "load_environments",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _argv(value: list[str]) -> list[str]:
+    if not value or not all(isinstance(v, str) and v for v in value):
+        raise ValueError("a command is a non-empty list of non-empty strings")
+    return value
+
+
+class ArtifactSpec(_Strict):
+    name: str = Field(description="Entry name below the application, e.g. 'wheel'.")
+    glob: str = Field(description="Where the build leaves it, relative to the repo.")
+    type: str = "file"
+
+
+class CheckSpec(_Strict):
+    """One CI check: a command that leaves a report that becomes evidence."""
+
+    name: str
+    command: list[str]
+    report: str = Field(description="Report path relative to the repo.")
+    format: ReportFormat
+    evidence_type: str
+    tool: str
+    stdout: bool = Field(default=False, description="The report is the command's stdout.")
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+
+    _check_command = field_validator("command")(_argv)
+
+
+class AppConfig(_Strict):
+    """An application's `changeflow.toml`."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
+    build: list[str]
+    artifacts: list[ArtifactSpec] = Field(min_length=1)
+    checks: list[CheckSpec] = Field(default_factory=list)
+
+    _check_build = field_validator("build")(_argv)
+
+
+class CommandReport(_Strict):
+    """A command whose report becomes evidence (acceptance tests)."""
+
+    command: list[str]
+    report: str
+    format: ReportFormat = ReportFormat.junit
+    tool: str = "acceptance-tests"
+
+    _check_command = field_validator("command")(_argv)
+
+
+class EnvironmentSpec(_Strict):
+    """How one environment is deployed."""
+
+    regions: list[str] = Field(min_length=1)
+    deploy: list[str] | None = None
+    acceptance: CommandReport | None = None
+    backout: list[str] | None = None
+    approval_timeout_s: int = Field(default=3600, gt=0)
+    policy: ReadinessPolicy = Field(default_factory=ReadinessPolicy)
+
+    _check_deploy = field_validator("deploy", "backout")(lambda v: None if v is None else _argv(v))
+
+
+class Environments(_Strict):
+    """The `environments.toml` of a deployment: every environment changeflow deploys to."""
+
+    environments: dict[str, EnvironmentSpec] = Field(default_factory=dict)
+
+    def get(self, environment: str, region: str | None = None) -> EnvironmentSpec:
+        """Return an environment's spec, checking the region when one is given.
+
+        Raises:
+            BadInput: for an unknown environment or region.
+        """
+        spec = self.environments.get(environment)
+        if spec is None:
+            known = ", ".join(sorted(self.environments)) or "none"
+            raise BadInput(f"unknown environment {environment!r} (known: {known})")
+        if region is not None and region not in spec.regions:
+            raise BadInput(
+                f"unknown region {region!r} for {environment} (known: {', '.join(spec.regions)})"
+            )
+        return spec
+
+
+def _load(text: str, where: str, model: type[BaseModel]) -> Any:
+    try:
+        data = tomllib.loads(text)
+        return model.model_validate(data)
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInput(f"{where}: not valid TOML: {exc}") from exc
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "(top)"
+        raise BadInput(f"{where}: {loc}: {first['msg']}") from exc
+
+
+def load_app_config(path: Path) -> AppConfig:
+    """Load and validate an application's `changeflow.toml`."""
+    if not path.is_file():
+        raise BadInput(f"no changeflow.toml at {path}")
+    config: AppConfig = _load(path.read_text("utf-8"), str(path), AppConfig)
+    return config
+
+
+def load_environments(path: Path) -> Environments:
+    """Load and validate an `environments.toml`."""
+    if not path.is_file():
+        raise BadInput(f"no environments file at {path}")
+    config: Environments = _load(path.read_text("utf-8"), str(path), Environments)
+    return config
+
+
+def expand_command(command: list[str], values: dict[str, str]) -> list[str]:
+    """Fill `{environment}`-style placeholders in each argument; other braces stay as they are."""
+    out = []
+    for arg in command:
+        for key, value in values.items():
+            arg = arg.replace("{" + key + "}", value)
+        out.append(arg)
+    return out

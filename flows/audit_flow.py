@@ -1,0 +1,96 @@
+"""The audit flow: re-verify every hash behind what is deployed."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+from pydantic import BaseModel, Field
+
+from blocks import config
+from changeflow.models import ChangeRequest, ChangeState
+from tasks.audit import verify_change_request, verify_entries
+
+__all__ = ["VerificationReport", "verify"]
+
+
+class VerificationReport(BaseModel):
+    """What was re-hashed and what did not verify."""
+
+    targets: list[str] = Field(default_factory=list)
+    change_requests: list[str] = Field(default_factory=list)
+    checked: int = 0
+    broken: list[str] = Field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.broken and self.checked > 0
+
+
+def _deployed_by(
+    crs: list[ChangeRequest], env: str, region: str, commit: str
+) -> ChangeRequest | None:
+    done = [
+        cr
+        for cr in crs
+        if (cr.environment, cr.region, cr.inventory_commit) == (env, region, commit)
+        and cr.state in (ChangeState.closed, ChangeState.review)
+    ]
+    return max(done, key=lambda cr: cr.id) if done else None
+
+
+@flow(name="verify", flow_run_name="verify-{environment}")
+def verify(
+    environment: str | None = None,
+    region: str | None = None,
+    change_request: str | None = None,
+    inventory_block: str | None = config.INVENTORY_BLOCK,
+    locker_block: str | None = config.LOCKER_BLOCK,
+    changes_block: str | None = config.CHANGES_BLOCK,
+) -> VerificationReport:
+    """Re-hash the summary, evidence, attachments and artifacts behind a deployment.
+
+    Give an environment (optionally one region) to verify what is deployed there, or a change
+    request id to verify what it was approved on.
+    """
+    locker = config.evidence_locker(locker_block)
+    changes = config.change_management(changes_block)
+    report = VerificationReport()
+    if change_request:
+        cr = changes.get(change_request)
+        report.targets.append(cr.id)
+        checked, broken = verify_change_request(locker, cr)
+        report.change_requests.append(cr.id)
+        report.checked += checked
+        report.broken += broken
+    if environment:
+        inventory = config.inventory(inventory_block)
+        suffix = f"_{environment}_latest"
+        tags = {
+            name.removesuffix(suffix): commit
+            for name, commit in inventory.tags().items()
+            if name.endswith(suffix) and name != f"{environment}_latest"
+        }
+        if region:
+            tags = {r: c for r, c in tags.items() if r == region}
+        if not tags:
+            report.broken.append(
+                f"nothing is deployed to {environment}" + (f"/{region}" if region else "")
+            )
+        crs = changes.list()
+        for reg, commit in sorted(tags.items()):
+            report.targets.append(f"{environment}/{reg}")
+            cr = _deployed_by(crs, environment, reg, commit)
+            if cr is None:
+                report.broken.append(f"{environment}/{reg}: no change request deployed {commit}")
+            else:
+                checked, broken = verify_change_request(locker, cr)
+                report.change_requests.append(cr.id)
+                report.checked += checked
+                report.broken += broken
+            checked, broken = verify_entries(locker, inventory, commit)
+            report.checked += checked
+            report.broken += [f"{environment}/{reg}: {b}" for b in broken]
+    logger = get_run_logger()
+    for problem in report.broken:
+        logger.error("does not verify: %s", problem)
+    logger.info("verified %d records; %d problems", report.checked, len(report.broken))
+    return report

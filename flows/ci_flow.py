@@ -1,0 +1,106 @@
+"""The ci flow: build an application's artifacts, leave evidence of every check, record entries."""
+
+from __future__ import annotations
+
+import shutil
+
+from prefect import flow, get_run_logger
+from pydantic import BaseModel
+
+from blocks import config
+from changeflow.evidence import new_entries
+from changeflow.models import Asset, EvidenceResult, utcnow
+from flows.common import run_scope, run_url
+from tasks.build import build_artifacts, checkout_source, publish_artifacts, run_check
+from tasks.evidence import record_report
+from tasks.inventory import add_entries, read_entries
+
+__all__ = ["CiResult", "ci"]
+
+
+class CiResult(BaseModel):
+    """What one CI run left behind."""
+
+    scope: str
+    commit_uri: str
+    entries: list[str]
+    recorded: list[str]
+    evidence: dict[str, str]
+    failed_checks: list[str]
+
+
+@flow(name="ci", flow_run_name="ci-{commit_sha:.12}")
+def ci(
+    repo_url: str,
+    commit_sha: str,
+    branch: str = "master",
+    build_number: str | None = None,
+    inventory_block: str | None = config.INVENTORY_BLOCK,
+    locker_block: str | None = config.LOCKER_BLOCK,
+) -> CiResult:
+    """Build one commit, run its checks into evidence and record its artifacts.
+
+    Failing checks do not stop the build: they leave failure evidence, and a change request that
+    would deploy the artifact cannot be auto-approved.
+
+    Args:
+        repo_url: git URL of the application.
+        commit_sha: the commit to build (40 hex).
+        branch: the inventory branch CI writes.
+        build_number: recorded on each entry; defaults to the build's UTC timestamp.
+        inventory_block: name of a saved inventory block (else `CHANGEFLOW_INVENTORY_URL`).
+        locker_block: name of a saved evidence locker block (else `CHANGEFLOW_S3_*`).
+    """
+    logger = get_run_logger()
+    locker = config.evidence_locker(locker_block)
+    inventory = config.inventory(inventory_block)
+    scope = run_scope("ci")
+    build_number = build_number or utcnow().strftime("%Y%m%d%H%M%S")
+
+    workdir, app = checkout_source(repo_url, commit_sha)
+    try:
+        built = build_artifacts(workdir, app)
+        commit = Asset.for_uri(f"{repo_url}#{commit_sha}")
+        published = publish_artifacts(
+            locker, built, app_name=app.name, commit=commit, build_number=build_number, scope=scope
+        )
+        entries = [entry for entry, _ in published]
+        artifact_assets = [asset for _, asset in published]
+        evidence: dict[str, str] = {}
+        failed: list[str] = []
+        for check in app.checks:
+            _, report = run_check(workdir, check)
+            record, outcome = record_report(
+                locker,
+                report=report,
+                label=check.report.rsplit("/", 1)[-1],
+                fmt=check.format,
+                thresholds=check.thresholds,
+                evidence_type_id=check.evidence_type,
+                tool=check.tool,
+                scope=scope,
+                assets=[commit, *artifact_assets],
+                pipeline_id="changeflow-ci",
+                pipeline_run_url=run_url(),
+            )
+            evidence[check.name] = record.id
+            if outcome.result is not EvidenceResult.success:
+                failed.append(check.name)
+                logger.warning("check %s: %s", check.name, outcome.summary)
+            else:
+                logger.info("check %s: %s", check.name, outcome.summary)
+        current = read_entries(inventory, branch)
+        changed = new_entries(entries, current)
+        add_entries(
+            inventory, changed, branch, f"ci: {app.name} {commit_sha[:12]} build {build_number}"
+        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return CiResult(
+        scope=scope,
+        commit_uri=commit.uri,
+        entries=[e.name for e in entries],
+        recorded=[e.name for e in changed],
+        evidence=evidence,
+        failed_checks=failed,
+    )

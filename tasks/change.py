@@ -1,0 +1,36 @@
+"""Change-request steps: filing and updating CRs in change management."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from blocks.change_management import GitChangeManagement
+from changeflow.models import ChangeRequest
+
+__all__ = ["file_change_request", "read_change_request", "update_change_request"]
+
+_IO = {"cache_policy": NO_CACHE, "retries": 2, "retry_delay_seconds": 2}
+
+
+@task(name="file-change-request", cache_policy=NO_CACHE)
+def file_change_request(
+    changes: GitChangeManagement, draft: Callable[[str], ChangeRequest]
+) -> ChangeRequest:
+    """Allocate an id and file the CR drafted for it."""
+    return changes.create(draft, message="filed by the deploy flow")
+
+
+@task(name="update-change-request", task_run_name="cr-{message}", **_IO)
+def update_change_request(
+    changes: GitChangeManagement, cr: ChangeRequest, message: str
+) -> ChangeRequest:
+    """Record a CR's new state as one commit."""
+    return changes.update(cr, message=message)
+
+
+@task(name="read-change-request", **_IO)
+def read_change_request(changes: GitChangeManagement, cr_id: str) -> ChangeRequest:
+    return changes.get(cr_id)

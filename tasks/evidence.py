@@ -1,0 +1,73 @@
+"""Recording evidence and reading it back for a deployment."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from blocks.evidence_locker import EvidenceLocker
+from changeflow.evidence import make_evidence
+from changeflow.models import Asset, Attachment, Evidence, EvidenceResult
+from changeflow.reports import ReportFormat, ReportOutcome, Thresholds, parse_report
+from changeflow.summary import EvidenceSummary
+
+__all__ = ["gather_evidence", "record_report", "store_summary"]
+
+
+@task(name="record-evidence", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def record_report(
+    locker: EvidenceLocker,
+    *,
+    report: bytes | None,
+    label: str,
+    fmt: ReportFormat,
+    thresholds: Thresholds,
+    evidence_type_id: str,
+    tool: str,
+    scope: str,
+    assets: list[Asset],
+    pipeline_id: str,
+    pipeline_run_url: str | None = None,
+) -> tuple[Evidence, ReportOutcome]:
+    """Turn a report into evidence, keeping the raw report as its attachment.
+
+    A missing report is failure evidence, never a pass.
+    """
+    attachments: list[Attachment] = []
+    if report is None:
+        outcome = ReportOutcome(
+            result=EvidenceResult.failure,
+            summary=f"no report: the {tool} check left no {label}",
+            findings=[],
+            counts={},
+        )
+    else:
+        outcome = parse_report(fmt, report, thresholds)
+        attachments.append(locker.store_attachment_bytes(report, label))
+    evidence = make_evidence(
+        evidence_type_id=evidence_type_id,
+        result=outcome.result,
+        tool=tool,
+        scope=scope,
+        assets=assets,
+        pipeline_id=pipeline_id,
+        pipeline_run_url=pipeline_run_url,
+        attachments=attachments,
+        findings=outcome.findings,
+        summary=outcome.summary,
+    )
+    return locker.put_evidence(evidence, assets), outcome
+
+
+@task(name="gather-evidence", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def gather_evidence(locker: EvidenceLocker, asset_ids: list[str]) -> list[Evidence]:
+    """Every evidence record about the delta's assets (one LIST per asset)."""
+    found = locker.evidence_for_assets(asset_ids)
+    unique = {e.id: e for records in found.values() for e in records}
+    return [unique[k] for k in sorted(unique)]
+
+
+@task(name="store-summary", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def store_summary(locker: EvidenceLocker, summary: EvidenceSummary) -> tuple[str, str]:
+    """Store the deployment's evidence summary once; its url and sha256."""
+    return locker.put_summary(summary)

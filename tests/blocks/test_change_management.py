@@ -1,0 +1,149 @@
+"""GitChangeManagement against a real bare remote: ids, one commit per change, audit trail."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from blocks.change_management import GitChangeManagement
+from changeflow.errors import BadInput
+from changeflow.models import Approval, ChangeRequest, ChangeState
+
+
+@pytest.fixture(autouse=True)
+def _prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PREFECT_HOME", str(tmp_path_factory.mktemp("prefect-home")))
+        yield
+
+
+def _git(remote: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "--git-dir", str(remote), *args], check=True, capture_output=True, text=True
+    ).stdout
+
+
+@pytest.fixture
+def bare(tmp_path: Path) -> Path:
+    path = tmp_path / "changes.git"
+    subprocess.run(["git", "init", "--quiet", "--bare", str(path)], check=True)
+    return path
+
+
+@pytest.fixture
+def changes(bare: Path, tmp_path: Path) -> GitChangeManagement:
+    return GitChangeManagement(remote_url=bare.as_uri(), cache_dir=str(tmp_path / "cache"))
+
+
+def draft(environment: str = "prod", region: str = "us-south") -> Callable[[str], ChangeRequest]:
+    def build(change_id: str) -> ChangeRequest:
+        return ChangeRequest(
+            id=change_id,
+            environment=environment,
+            region=region,
+            deployment_run_id="deploy-1",
+            description="weekly release",
+        )
+
+    return build
+
+
+def test_create_allocates_sequential_ids(changes: GitChangeManagement, bare: Path) -> None:
+    first = changes.create(draft(), message="filed by the deploy flow", by="deployer")
+    second = changes.create(draft(region="eu-de"))
+    assert (first.id, second.id) == ("CHG0000001", "CHG0000002")
+    assert changes.get("CHG0000001") == first
+    assert [cr.id for cr in changes.list()] == ["CHG0000001", "CHG0000002"]
+    assert _git(bare, "show", "main:changes/CHG0000001.json").encode() == first.to_json() + b"\n"
+    markdown = _git(bare, "show", "main:changes/CHG0000002.md")
+    assert markdown.startswith("# CHG0000002: deploy to prod / eu-de")
+    subject, author = _git(bare, "log", "--format=%s|%an", "main").splitlines()[-1].split("|")
+    assert subject == "CHG0000001: filed by the deploy flow" and author == "deployer"
+
+
+def test_concurrent_creates_get_distinct_ids(bare: Path, tmp_path: Path) -> None:
+    count = 20
+    start = threading.Barrier(count)
+    created: list[ChangeRequest] = []
+    errors: list[BaseException] = []
+
+    def create(i: int) -> None:
+        try:
+            cache = tmp_path / ("shared" if i % 5 == 0 else f"cache-{i}")
+            block = GitChangeManagement(remote_url=bare.as_uri(), cache_dir=str(cache))
+            block.git  # noqa: B018  (open the mirror before the race starts)
+            start.wait()
+            created.append(block.create(draft(region=f"region-{i}")))
+        except BaseException as exc:
+            errors.append(exc)
+
+    workers = [threading.Thread(target=create, args=(i,)) for i in range(count)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert errors == []
+    assert sorted(cr.id for cr in created) == [f"CHG{n:07d}" for n in range(1, count + 1)]
+    stored = GitChangeManagement(remote_url=bare.as_uri(), cache_dir=str(tmp_path / "x")).list()
+    # each id holds the record its creator built (no creator's record was overwritten)
+    assert {cr.id: cr.region for cr in stored} == {cr.id: cr.region for cr in created}
+    assert _git(bare, "rev-list", "--count", "main").strip() == str(count)
+    assert _git(bare, "rev-list", "--merges", "main") == ""
+
+
+def test_update_is_one_commit_and_git_log_is_the_audit_trail(
+    changes: GitChangeManagement, bare: Path
+) -> None:
+    cr = changes.create(draft())
+    approved = cr.model_copy(
+        update={
+            "state": ChangeState.scheduled,
+            "approvals": [Approval(by="alice", decision="approved", comment="ok")],
+        }
+    )
+    before = int(_git(bare, "rev-list", "--count", "main"))
+    changes.update(approved, "approved by alice: evidence complete", by="alice")
+    assert int(_git(bare, "rev-list", "--count", "main")) == before + 1
+    assert _git(bare, "show", "--stat", "--format=", "main").count("changes/CHG0000001") == 2
+    assert changes.get(cr.id) == approved
+    assert "approved by alice" in _git(bare, "show", "main:changes/CHG0000001.md")
+    log = _git(bare, "log", "--format=%an: %s", "main", "--", "changes/CHG0000001.json")
+    assert log.splitlines() == [
+        "alice: CHG0000001: approved by alice: evidence complete",
+        "changeflow: CHG0000001: change request created",
+    ]
+    history = changes.history(cr.id)
+    assert [h["author"] for h in history] == [
+        "alice <changeflow@localhost>",
+        "changeflow <changeflow@localhost>",
+    ]
+    assert "state: scheduled" in history[0]["message"]
+    # writing the same state again changes nothing
+    changes.update(approved, "approved again")
+    assert int(_git(bare, "rev-list", "--count", "main")) == before + 1
+
+
+def test_unknown_change_requests_are_bad_input(changes: GitChangeManagement) -> None:
+    with pytest.raises(BadInput, match="unknown change request CHG0000001"):
+        changes.get("CHG0000001")  # nothing at all yet
+    assert changes.list() == []
+    cr = changes.create(draft())
+    with pytest.raises(BadInput, match="unknown change request CHG0000009"):
+        changes.get("CHG0000009")
+    with pytest.raises(BadInput):
+        changes.get("../etc/passwd")
+    with pytest.raises(BadInput):
+        changes.update(cr.model_copy(update={"id": "CHG0000042"}), "never filed")
+    assert changes.history("CHG0000009") == []
+
+
+def test_from_env(monkeypatch: pytest.MonkeyPatch, bare: Path) -> None:
+    monkeypatch.delenv("CHANGEFLOW_CHANGE_REPO_URL", raising=False)
+    with pytest.raises(BadInput, match="CHANGEFLOW_CHANGE_REPO_URL"):
+        GitChangeManagement.from_env()
+    monkeypatch.setenv("CHANGEFLOW_CHANGE_REPO_URL", bare.as_uri())
+    assert GitChangeManagement.from_env().list() == []

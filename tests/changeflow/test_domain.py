@@ -1,0 +1,209 @@
+"""Domain rules: canonical JSON and ids, summaries, readiness, deltas, the CR lifecycle."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+from pydantic import ValidationError
+
+from changeflow.canonical import canonical_json, digest, digest_hex
+from changeflow.change import close, record_decision, transition
+from changeflow.delta import compute_delta, select_entries
+from changeflow.errors import BadInput
+from changeflow.evidence import make_evidence, new_entries
+from changeflow.models import (
+    Approval,
+    Asset,
+    ChangeRequest,
+    ChangeState,
+    CloseCategory,
+    Finding,
+    InventoryEntry,
+    Severity,
+    asset_id,
+)
+from changeflow.project import expand_command, load_environments
+from changeflow.readiness import CheckLevel, EvidenceCheck, ReadinessPolicy, deployment_ready
+from changeflow.summary import summarize
+
+APP = Asset.for_uri("artifact://app.whl@sha256:" + "1" * 64)
+LIB = Asset.for_uri("artifact://lib.whl@sha256:" + "2" * 64)
+
+
+def ev(type_: str, result: str, day: int, asset: Asset = APP, **kw: object):  # type: ignore[no-untyped-def]
+    return make_evidence(
+        evidence_type_id=type_, result=result, tool="t", scope=f"ci-{day}", assets=[asset],
+        date=datetime(2026, 11, day, tzinfo=UTC), **kw,
+    )  # fmt: skip
+
+
+def entry(name: str, sha: str = "a", commit: str = "c") -> InventoryEntry:
+    return InventoryEntry(
+        name=name, artifact="s3://b/k", version="1", type="file", sha256="sha256:" + sha * 64,
+        repository_url="https://example.com/r", commit_sha=commit * 40, build_number="1",
+        pipeline_run_id="ci-1", provenance="artifact://x@sha256:" + sha * 64,
+    )  # fmt: skip
+
+
+def test_canonical_json_is_sorted_and_compact() -> None:
+    assert canonical_json({"b": 1, "a": [1, "é"]}) == '{"a":[1,"é"],"b":1}'.encode()
+    assert (
+        digest(b"")
+        == "sha256:" + "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    )
+    with pytest.raises(ValueError):
+        digest_hex("sha256:xyz")
+
+
+def test_evidence_id_is_the_hash_of_its_content_without_id() -> None:
+    record = ev("com.ibm.unit_tests", "success", 1)
+    assert record.id == record.computed_id()
+    assert record.is_sealed()
+    changed = record.model_copy(update={"evidence_type_version": "2"})
+    assert not changed.is_sealed()
+    assert ev("com.ibm.unit_tests", "success", 1).id == record.id  # deterministic
+
+
+def test_asset_id_and_type() -> None:
+    assert APP.id == asset_id(APP.uri) and len(APP.id) == 64
+    assert APP.type == "artifact"
+    assert Asset.for_uri("https://h/o/r#" + "f" * 40).type == "commit"
+    assert Asset.for_uri("docker://r/n@sha256:" + "0" * 64).type == "image"
+
+
+def test_summary_keeps_only_the_latest_per_asset_and_type() -> None:
+    records = [
+        ev("com.ibm.unit_tests", "failure", 1),
+        ev("com.ibm.unit_tests", "success", 3),
+        ev("com.ibm.unit_tests", "failure", 2),
+        ev("com.ibm.sbom", "success", 1),
+        ev("com.ibm.unit_tests", "failure", 5, asset=LIB),
+    ]
+    summary = summarize(
+        scope="d", environment="prod", region="r", assets={APP.id: APP.uri}, records=records
+    )
+    picked = {(i.evidence_type_id, i.result.value, i.date.day) for i in summary.evidence}
+    assert picked == {("com.ibm.unit_tests", "success", 3), ("com.ibm.sbom", "success", 1)}
+
+
+def _policy(*checks: tuple[str, CheckLevel]) -> ReadinessPolicy:
+    return ReadinessPolicy(checks=[EvidenceCheck(evidence_type_id=t, level=lv) for t, lv in checks])
+
+
+def test_readiness_blocks_on_failed_missing_pending_and_overdue() -> None:
+    policy = _policy(
+        ("com.ibm.unit_tests", CheckLevel.required),
+        ("com.ibm.sbom", CheckLevel.required),
+        ("com.ibm.static_scan", CheckLevel.required_if_present),
+        ("com.ibm.perf", CheckLevel.recommended),
+    )
+    today = date(2026, 11, 26)
+
+    def decide(*records):  # type: ignore[no-untyped-def]
+        s = summarize(
+            scope="d", environment="e", region="r", assets={APP.id: APP.uri}, records=records
+        )
+        return deployment_ready(s, policy, today=today)
+
+    ok = decide(ev("com.ibm.unit_tests", "success", 1), ev("com.ibm.sbom", "success", 1))
+    assert ok.ready and ok.warnings == [f"{APP.uri}: no com.ibm.perf evidence (recommended)"]
+    missing = decide(ev("com.ibm.unit_tests", "success", 1))
+    assert not missing.ready and "no com.ibm.sbom evidence" in missing.reasons[0]
+    pending = decide(ev("com.ibm.unit_tests", "pending", 1), ev("com.ibm.sbom", "success", 1))
+    assert not pending.ready and "pending" in pending.reasons[0]
+    present_failing = decide(
+        ev("com.ibm.unit_tests", "success", 1),
+        ev("com.ibm.sbom", "success", 1),
+        ev("com.ibm.static_scan", "failure", 1),
+    )
+    assert not present_failing.ready
+    overdue = Finding(id="f", severity=Severity.high, due_date="2026-11-01")
+    late = decide(
+        ev("com.ibm.unit_tests", "success", 1, findings=[overdue]), ev("com.ibm.sbom", "success", 1)
+    )
+    assert not late.ready and "past due" in late.reasons[0]
+    tampered = deployment_ready(
+        summarize(scope="d", environment="e", region="r", assets={}, records=[]),
+        policy, today=today, integrity_failures=["evidence x"],
+    )  # fmt: skip
+    assert not tampered.ready
+
+
+def test_delta_and_partial_selection() -> None:
+    before = {"a": entry("a"), "b": entry("b"), "c": entry("c")}
+    after = {"a": entry("a"), "b": entry("b", sha="b"), "d": entry("d")}
+    delta = compute_delta(before, after)
+    assert (delta.changed, delta.added, delta.deleted) == (["b"], ["d"], ["c"])
+    assert delta.updated == ["b", "d"]
+    assert compute_delta(after, after).is_empty
+    names = ["app/wheel", "app/sdist", "lib/wheel"]
+    assert select_entries(names, ["app/*"], ["*/sdist"]) == ["app/wheel"]
+    assert select_entries(names, [], []) == sorted(names)
+
+
+def test_rebuilt_identical_artifacts_are_not_recorded_again() -> None:
+    current = {"a": entry("a", commit="1")}
+    rebuilt = [entry("a", commit="2"), entry("b")]
+    assert [e.name for e in new_entries(rebuilt, current)] == ["b"]
+
+
+@pytest.mark.parametrize("name", ["../x", "/abs", "a/../b", ".hidden", "a/.git/x", "README.md", ""])
+def test_bad_entry_names_are_refused(name: str) -> None:
+    with pytest.raises(ValidationError):
+        entry(name)
+
+
+def test_entry_digest_formats_are_checked() -> None:
+    with pytest.raises(ValidationError, match="sha256"):
+        InventoryEntry.model_validate({**entry("a").model_dump(), "sha256": "abc"})
+
+
+def _cr() -> ChangeRequest:
+    return ChangeRequest(id="CHG0000001", environment="prod", region="r", deployment_run_id="d")
+
+
+def test_lifecycle_transitions_are_validated_and_recorded() -> None:
+    cr = transition(_cr(), ChangeState.assess, by="a", why="filed")
+    cr = transition(cr, ChangeState.authorize, by="a", why="assessed")
+    with pytest.raises(BadInput, match="cannot move to closed"):
+        transition(cr, ChangeState.closed, by="a", why="skip")
+    with pytest.raises(BadInput, match="only an implemented change"):
+        close(cr, CloseCategory.successful, by="a")
+    cr = record_decision(cr, Approval(by="rm", decision="approved"))
+    assert cr.state is ChangeState.scheduled
+    with pytest.raises(BadInput, match="not waiting for approval"):
+        record_decision(cr, Approval(by="rm", decision="approved"))
+    cr = transition(cr, ChangeState.implement, by="a", why="go")
+    cr = close(cr, CloseCategory.successful_issues, by="a")
+    assert cr.state is ChangeState.closed and cr.close_category is CloseCategory.successful_issues
+    assert [h["to"] for h in cr.history] == [
+        "assess", "authorize", "scheduled", "implement", "review", "closed",
+    ]  # fmt: skip
+
+
+def test_rejection_cancels() -> None:
+    cr = transition(
+        transition(_cr(), ChangeState.assess, by="a", why=""), ChangeState.authorize, by="a", why=""
+    )
+    cr = record_decision(cr, Approval(by="rm", decision="rejected", comment="no"))
+    assert cr.state is ChangeState.cancelled and cr.close_category is CloseCategory.cancelled
+
+
+def test_environments_file_is_validated_on_load(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    good = tmp_path / "environments.toml"
+    good.write_text('[environments.prod]\nregions = ["us-south"]\ndeploy = ["echo", "{region}"]\n')
+    envs = load_environments(good)
+    assert envs.get("prod", "us-south").deploy == ["echo", "{region}"]
+    with pytest.raises(BadInput, match="unknown environment 'qa'"):
+        envs.get("qa")
+    with pytest.raises(BadInput, match="unknown region"):
+        envs.get("prod", "mars")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[environments.prod]\nregions = "us-south"\n')
+    with pytest.raises(BadInput, match="regions"):
+        load_environments(bad)
+    assert expand_command(["x", "{environment}-{region}"], {"environment": "p", "region": "r"}) == [
+        "x",
+        "p-r",
+    ]

@@ -1,0 +1,136 @@
+"""The whole lifecycle through the flows, on real SeaweedFS, git remotes and a Prefect server.
+
+This is the demo's own story (three releases, seven change requests, one approved by a person
+through `changeflow cr approve`), checked fact by fact afterwards.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from git import Repo
+
+from blocks import config
+from blocks.local_stack import init_bare_repo
+from changeflow.demo import DemoLifecycle
+from changeflow.models import ChangeState, CloseCategory
+from flows.audit_flow import verify
+
+# the module's fixture runs the whole lifecycle once, inside the first test's time budget
+pytestmark = pytest.mark.timeout(900)
+
+
+@pytest.fixture(scope="module")
+def lifecycle(
+    s3_server,
+    prefect_api,
+    tmp_path_factory: pytest.TempPathFactory,  # type: ignore[no-untyped-def]
+):
+    mp = pytest.MonkeyPatch()
+    root = tmp_path_factory.mktemp("lifecycle")
+    bucket = f"lifecycle-{uuid.uuid4().hex[:12]}"
+    s3_server.locker(bucket).create_bucket()
+    env = {
+        "CHANGEFLOW_S3_ENDPOINT": s3_server.endpoint,
+        "CHANGEFLOW_S3_BUCKET": bucket,
+        "CHANGEFLOW_S3_ACCESS_KEY": s3_server.access_key,
+        "CHANGEFLOW_S3_SECRET_KEY": s3_server.secret_key,
+        "CHANGEFLOW_INVENTORY_URL": init_bare_repo(root / "remotes" / "inventory.git"),
+        "CHANGEFLOW_CHANGE_REPO_URL": init_bare_repo(root / "remotes" / "changes.git"),
+        "CHANGEFLOW_ENVIRONMENTS": "",
+    }
+    for key, value in env.items():
+        mp.setenv(key, value)
+    said: list[str] = []
+    crs = DemoLifecycle(root, said.append).run()
+    yield crs, env, said, root
+    mp.undo()
+
+
+def test_every_deployment_filed_its_own_change_request(lifecycle) -> None:  # type: ignore[no-untyped-def]
+    crs, _, said, _ = lifecycle
+    places = [(cr.environment, cr.region) for cr in crs]
+    assert places == [("staging", "us-south"), ("prod", "us-south"), ("prod", "eu-de")] * 2 + [
+        ("staging", "us-south")
+    ], said
+    assert len({cr.id for cr in crs}) == 7
+    for cr in crs[:6]:
+        assert cr.deployment_ready and cr.state is ChangeState.closed
+        assert cr.close_category is CloseCategory.successful
+        assert cr.approvals[0].automatic
+        assert cr.evidence_summary_sha256 and cr.evidence_count >= 4
+        assert cr.acceptance_evidence
+        assert cr.assigned_to == "release-manager@example.com"
+
+
+def test_prod_delta_is_only_what_changed(lifecycle) -> None:  # type: ignore[no-untyped-def]
+    crs, *_ = lifecycle
+    first_prod, second_prod = crs[1], crs[4]
+    assert first_prod.delta == ["sample-app/sdist", "sample-app/settings", "sample-app/wheel"]
+    assert second_prod.delta == ["sample-app/sdist", "sample-app/wheel"]
+    assert second_prod.change_log and all(c.from_commit for c in second_prod.change_log)
+
+
+def test_failing_check_is_not_auto_approved_and_a_person_approves(lifecycle) -> None:  # type: ignore[no-untyped-def]
+    crs, *_ = lifecycle
+    last = crs[-1]
+    assert not last.deployment_ready
+    assert any("com.ibm.unit_tests is failure" in r for r in last.readiness_reasons)
+    assert last.failed_evidence
+    assert [a.by for a in last.approvals] == ["demo release manager"]
+    assert not last.approvals[0].automatic
+    assert last.state is ChangeState.closed
+    assert last.close_category is CloseCategory.successful_issues
+
+
+def test_change_requests_are_files_with_history(lifecycle) -> None:  # type: ignore[no-untyped-def]
+    crs, env, *_ = lifecycle
+    remote = Repo(env["CHANGEFLOW_CHANGE_REPO_URL"].removeprefix("file://"))
+    last = crs[-1]
+    files = remote.git.ls_tree("-r", "--name-only", "main").splitlines()
+    assert f"changes/{last.id}.json" in files and f"changes/{last.id}.md" in files
+    log = remote.git.log("--format=%s", "main", "--", f"changes/{last.id}.json").splitlines()
+    assert len(log) >= 5
+    assert any("approved by demo release manager" in line for line in log)
+
+
+def test_tags_mark_what_is_deployed(lifecycle) -> None:  # type: ignore[no-untyped-def]
+    crs, *_ = lifecycle
+    inventory = config.inventory(None)
+    for cr in [*crs[4:6], crs[6]]:  # the last deployment of each place
+        assert inventory.resolve(f"{cr.region}_{cr.environment}_latest") == cr.inventory_commit
+    assert inventory.resolve("prod_latest") == crs[5].inventory_commit
+
+
+def test_installed_where_each_region_lives(lifecycle) -> None:  # type: ignore[no-untyped-def]
+    *_, root = lifecycle
+    for env, region in [("staging", "us-south"), ("prod", "us-south"), ("prod", "eu-de")]:
+        site = Path(root) / "deployed" / env / region / "site" / "sample_app" / "__init__.py"
+        assert site.exists()
+    prod = (
+        Path(root) / "deployed" / "prod" / "eu-de" / "site" / "sample_app" / "__init__.py"
+    ).read_text()
+    assert '"0.2.0"' in prod
+    staging = (
+        Path(root) / "deployed" / "staging" / "us-south" / "site" / "sample_app" / "__init__.py"
+    ).read_text()
+    assert '"0.3.0"' in staging
+
+
+def test_verify_rehashes_everything_behind_prod(lifecycle) -> None:  # type: ignore[no-untyped-def]
+    report = verify(environment="prod", inventory_block=None, locker_block=None, changes_block=None)
+    assert report.ok, report.broken
+    assert report.targets == ["prod/eu-de", "prod/us-south"]
+    assert report.checked > 10
+
+
+def test_evidence_is_retained_in_the_bucket(lifecycle) -> None:  # type: ignore[no-untyped-def]
+    crs, *_ = lifecycle
+    locker = config.evidence_locker(None)
+    summary = locker.get_summary(crs[-1].evidence_summary_url, crs[-1].evidence_summary_sha256)
+    head = locker.client.head_object(
+        Bucket=locker.bucket, Key=locker.evidence_key(summary.evidence[0].evidence_id)
+    )
+    assert head["ObjectLockMode"] == "COMPLIANCE"
