@@ -129,7 +129,9 @@ def start_seaweedfs(
         )
     )
     identities.chmod(0o600)
-    ports = {name: free_port(grpc_offset=True) for name in ("master", "volume", "filer", "s3")}
+    ports = {
+        name: free_port(grpc_offset=True) for name in ("master", "volume", "filer", "s3", "admin")
+    }
     ports["webdav"] = free_port()
     args = [
         str(weed_binary()),
@@ -139,6 +141,9 @@ def start_seaweedfs(
         "-ip.bind=127.0.0.1",
         f"-s3.config={identities}",
         "-admin.ui=false",
+        # catalog servers listen on fixed default ports: off, so several stacks can run at once
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
         *(f"-{name}.port={port}" for name, port in ports.items()),
     ]
     (data_dir / "data").mkdir(exist_ok=True)

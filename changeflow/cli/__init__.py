@@ -1,0 +1,58 @@
+"""The `changeflow` command line: record evidence, inspect the inventory, run the flows.
+
+Exit codes: 0 success; 1 the work ran and the answer is no (not ready, does not verify, a service
+could not be reached); 2 bad input, with one line on stderr. Prefect, boto3 and git are imported
+only by the commands that need them, so `--help` and input checks stay fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from pydantic import ValidationError
+
+from changeflow.cli import changes, dev, evidence, inventory, lifecycle  # noqa: F401 (commands)
+from changeflow.cli._app import app
+from changeflow.errors import BadInput, IntegrityError, NotReady, StorageUnavailable
+
+try:  # typer 0.2x vendors click
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - older typer uses click itself
+    from click import exceptions as click_errors  # type: ignore[no-redef]
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Run the CLI, turning bad input into one line on stderr and exit code 2."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        _stderr("aborted")
+        sys.exit(130)
+    except click_errors.ClickException as exc:
+        message = exc.format_message().strip().splitlines()
+        _stderr(message[0] if message else "bad usage")
+        sys.exit(2)
+    except (BadInput, ValidationError) as exc:
+        _stderr(_one_line(exc))
+        sys.exit(2)
+    except (IntegrityError, NotReady, StorageUnavailable) as exc:
+        _stderr(str(exc))
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _one_line(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return f"invalid {where}: {first['msg']}" if where else first["msg"]
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _stderr(message: str) -> None:
+    typer.echo(f"changeflow: {message}", err=True)

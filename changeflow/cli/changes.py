@@ -1,0 +1,130 @@
+"""`changeflow cr`: read, approve, reject and close change requests."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from changeflow.cli._app import (
+    JsonOpt,
+    cr_app,
+    emit,
+)
+from changeflow.errors import BadInput
+from changeflow.models import (
+    Approval,
+    ChangeRequest,
+    CloseCategory,
+)
+
+
+def _cr_line(cr: ChangeRequest) -> str:
+    category = cr.close_category.value if cr.close_category else "-"
+    ready = "ready" if cr.deployment_ready else "not-ready"
+    return (
+        f"{cr.id}  {cr.environment:<10} {cr.region:<10} {cr.state.value:<10} {category:<18} {ready}"
+    )
+
+
+@cr_app.command("list")
+def cr_list(
+    environment: Annotated[str | None, typer.Option()] = None, as_json: JsonOpt = False
+) -> None:
+    """Every change request (optionally of one environment)."""
+    from blocks import config
+
+    crs = [c for c in config.change_management(None).list() if environment in (None, c.environment)]
+    emit([c.model_dump(mode="json", exclude_none=True) for c in crs], as_json,
+          "\n".join(_cr_line(c) for c in crs) or "no change requests")  # fmt: skip
+
+
+@cr_app.command("get")
+def cr_get(cr_id: str, as_json: JsonOpt = False) -> None:
+    """One change request, rendered for people (or as its JSON record)."""
+    from blocks import config
+    from changeflow.render import render_change_request
+
+    cr = config.change_management(None).get(cr_id)
+    emit(cr, as_json, render_change_request(cr))
+
+
+def _decide(cr_id: str, by: str, comment: str, approved: bool, as_json: bool) -> None:
+    from blocks import config
+    from changeflow.change import record_decision
+
+    if not by.strip():
+        raise BadInput("--by must name who decides")
+    changes = config.change_management(None)
+    cr = changes.get(cr_id)
+    decision = "approved" if approved else "rejected"
+    cr = record_decision(cr, Approval(by=by.strip(), decision=decision, comment=comment))
+    cr = changes.update(cr, message=f"{decision} by {by.strip()}")
+    resumed = _resume(cr, approved, by.strip(), comment)
+    emit(cr, as_json, f"{cr.id} {decision} by {by.strip()} ({cr.state.value}){resumed}")
+
+
+def _resume(cr: ChangeRequest, approved: bool, by: str, comment: str) -> str:
+    """Resume the deploy run paused on this CR, waiting briefly for it to reach its pause."""
+    if not cr.flow_run_id:
+        return ""
+    import time
+    from uuid import UUID
+
+    from prefect import get_client
+    from prefect.flow_runs import resume_flow_run
+
+    run_id = UUID(cr.flow_run_id)
+    deadline = time.monotonic() + 60
+    with get_client(sync_client=True) as client:
+        while True:
+            state = client.read_flow_run(run_id).state
+            if state is not None and state.is_paused():
+                resume_flow_run(
+                    run_id, run_input={"approved": approved, "by": by, "comment": comment}
+                )
+                return f"; resumed deploy run {run_id}"
+            if (state is not None and state.is_final()) or time.monotonic() > deadline:
+                name = state.name if state else "unknown"
+                return f"; deploy run {run_id} is {name}: rerun the deployment"
+            time.sleep(0.5)
+
+
+@cr_app.command("approve")
+def cr_approve(
+    cr_id: str,
+    by: Annotated[str, typer.Option(help="Who approves.")],
+    comment: Annotated[str, typer.Option()] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Approve a CR waiting for approval and resume its deployment."""
+    _decide(cr_id, by, comment, True, as_json)
+
+
+@cr_app.command("reject")
+def cr_reject(
+    cr_id: str,
+    by: Annotated[str, typer.Option(help="Who rejects.")],
+    comment: Annotated[str, typer.Option()] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Reject a CR waiting for approval; its deployment is cancelled."""
+    _decide(cr_id, by, comment, False, as_json)
+
+
+@cr_app.command("close")
+def cr_close(
+    cr_id: str,
+    category: Annotated[CloseCategory, typer.Option()],
+    notes: Annotated[str, typer.Option()] = "",
+    by: Annotated[str, typer.Option()] = "changeflow-cli",
+    as_json: JsonOpt = False,
+) -> None:
+    """Close an implemented CR (an emergency one in review, say) with its outcome."""
+    from blocks import config
+    from changeflow.change import close
+
+    changes = config.change_management(None)
+    cr = close(changes.get(cr_id), category, by=by, notes=notes)
+    cr = changes.update(cr, message=f"closed {category.value} by {by}")
+    emit(cr, as_json, f"{cr.id} closed {category.value}")

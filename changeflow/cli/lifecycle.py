@@ -1,0 +1,153 @@
+"""The lifecycle commands: promote, ci, deploy, verify."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from changeflow.cli._app import (
+    JsonOpt,
+    app,
+    emit,
+    settings,
+)
+from changeflow.errors import BadInput
+from changeflow.models import (
+    CustomerImpact,
+    DeploymentImpact,
+    Priority,
+)
+
+
+@app.command("promote")
+def promote_cmd(
+    source: Annotated[str | None, typer.Option()] = None,
+    target: Annotated[str | None, typer.Option()] = None,
+    priority: Annotated[Priority | None, typer.Option()] = None,
+    assigned_to: Annotated[str | None, typer.Option()] = None,
+    description: Annotated[str | None, typer.Option()] = None,
+    backout_plan: Annotated[str | None, typer.Option()] = None,
+    purpose: Annotated[str, typer.Option()] = "",
+    impact: Annotated[str, typer.Option()] = "",
+    customer_impact: Annotated[CustomerImpact, typer.Option()] = CustomerImpact.no_impact,
+    deployment_impact: Annotated[DeploymentImpact, typer.Option()] = DeploymentImpact.small,
+    include: Annotated[list[str] | None, typer.Option(help="Glob of entries to promote.")] = None,
+    exclude: Annotated[list[str] | None, typer.Option(help="Glob of entries to leave.")] = None,
+    emergency: Annotated[bool, typer.Option("--emergency")] = False,
+    review: Annotated[bool, typer.Option("--review", help="Leave it open for approval.")] = False,
+    merge: Annotated[str | None, typer.Option(help="Merge a promotion left open.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Promote artifacts from one environment to another (or merge one left for review)."""
+    if merge:
+        from flows.promote_flow import merge_promotion
+
+        commit = merge_promotion(merge, inventory_block=None)
+        emit({"promotion": merge, "commit": commit}, as_json, f"merged {merge} at {commit}")
+        return
+    missing = [
+        f"--{n.replace('_', '-')}"
+        for n, v in [("source", source), ("target", target), ("priority", priority),
+                     ("assigned_to", assigned_to), ("description", description),
+                     ("backout_plan", backout_plan)]
+        if not v
+    ]  # fmt: skip
+    if missing:
+        raise BadInput(f"promote needs {', '.join(missing)} (or --merge ID)")
+    assert source and target and priority and assigned_to and description and backout_plan
+    if source == target:
+        raise BadInput("--source and --target must differ")
+    from flows.promote_flow import promote
+
+    promotion = promote(
+        source=source, target=target, priority=priority, assigned_to=assigned_to,
+        description=description, backout_plan=backout_plan, purpose=purpose, impact=impact,
+        customer_impact=customer_impact, deployment_impact=deployment_impact,
+        include=include or [], exclude=exclude or [], emergency=emergency, review=review,
+        inventory_block=None,
+    )  # fmt: skip
+    state = "open for review" if review else "merged"
+    emit(promotion, as_json, f"promotion {promotion.id}: {len(promotion.entries)} entries "
+          f"{source} -> {target} ({state})")  # fmt: skip
+
+
+@app.command("ci")
+def ci_cmd(
+    repo: Annotated[str, typer.Option(help="Git URL of the application.")],
+    commit: Annotated[str, typer.Option(help="The commit to build (40 hex).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Build a commit, record its evidence and its inventory entries."""
+    if len(commit) != 40 or any(c not in "0123456789abcdef" for c in commit):
+        raise BadInput(f"--commit wants a full 40-hex commit sha: {commit!r}")
+    from flows.ci_flow import ci
+
+    result = ci(repo, commit, inventory_block=None, locker_block=None)
+    failed = f"; failing checks: {', '.join(result.failed_checks)}" if result.failed_checks else ""
+    emit(result, as_json, f"ci {result.scope}: {len(result.recorded)} entries recorded, "
+          f"{len(result.evidence)} evidence{failed}")  # fmt: skip
+
+
+@app.command("deploy")
+def deploy_cmd(
+    environment: Annotated[str, typer.Option()],
+    region: Annotated[str, typer.Option()],
+    command: Annotated[
+        str | None, typer.Option(help="Deploy command (split like a shell, run without one).")
+    ] = None,
+    environments: Annotated[
+        Path | None, typer.Option(help="environments.toml (default CHANGEFLOW_ENVIRONMENTS).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force")] = False,
+    emergency: Annotated[bool, typer.Option("--emergency")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Deploy what changed to one environment and region under its own change request."""
+    from flows.deploy_flow import deploy, environment_spec
+
+    argv = shlex.split(command) if command else None
+    env_file = str(environments) if environments else settings().environments_file
+    environment_spec(environment, region, env_file, argv)  # bad input before any run starts
+    outcome = deploy(
+        environment=environment, region=region, command=argv, force=force, emergency=emergency,
+        environments_file=env_file, inventory_block=None, locker_block=None, changes_block=None,
+    )  # fmt: skip
+    human = f"{outcome.change_request or '-'} {environment}/{region}: {outcome.message}"
+    if outcome.change_request:
+        human += f" ({outcome.state}" + (
+            f", {outcome.close_category})" if outcome.close_category else ")"
+        )
+    emit(outcome, as_json, human)
+    if outcome.close_category in ("unsuccessful", "cancelled") or outcome.state == "cancelled":
+        raise typer.Exit(1)
+
+
+@app.command("verify")
+def verify_cmd(
+    environment: Annotated[str | None, typer.Option()] = None,
+    region: Annotated[str | None, typer.Option()] = None,
+    change_request: Annotated[str | None, typer.Option()] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-hash every record behind a deployment; exit 1 when anything does not verify."""
+    if bool(environment) == bool(change_request):
+        raise BadInput("give either --environment (and optionally --region) or --change-request")
+    from flows.audit_flow import verify
+
+    report = verify(
+        environment=environment, region=region, change_request=change_request,
+        inventory_block=None, locker_block=None, changes_block=None,
+    )  # fmt: skip
+    what = ", ".join(report.targets)
+    if report.ok:
+        human = (f"verified {report.checked} records behind {what} "
+                 f"({', '.join(report.change_requests)}): every hash matches")  # fmt: skip
+    else:
+        human = "\n".join([f"does not verify: {b}" for b in report.broken]
+                          + [f"{len(report.broken)} problems behind {what}"])  # fmt: skip
+    emit(report.model_dump() | {"ok": report.ok}, as_json, human)
+    if not report.ok:
+        raise typer.Exit(1)
