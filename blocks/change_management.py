@@ -2,7 +2,8 @@
 
 Branch `main` holds `changes/<id>.json` (the record, canonical JSON) and `changes/<id>.md`
 (rendered for people). Each state change is one commit saying what, who and why, so
-`git log -- changes/<id>.json` is the change request's audit trail.
+`git log -- changes/<id>.json` is the change request's audit trail. Incidents live beside them
+as `incidents/<id>.json`, written in one commit per reconciliation.
 """
 
 from __future__ import annotations
@@ -10,21 +11,32 @@ from __future__ import annotations
 import builtins
 import os
 import re
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 from prefect.blocks.core import Block
-from pydantic import Field, PrivateAttr, ValidationError
+from pydantic import Field, HttpUrl, PrivateAttr, ValidationError
 
 from blocks.git_store import DEFAULT_AUTHOR, GitRemote, default_cache_dir
 from changeflow.errors import BadInput, IntegrityError
+from changeflow.incidents import Incident
 from changeflow.models import ChangeRequest
 from changeflow.render import render_change_request
 
-__all__ = ["BRANCH", "CHANGES_DIR", "GitChangeManagement", "change_paths", "format_change_id"]
+__all__ = [
+    "BRANCH",
+    "CHANGES_DIR",
+    "INCIDENTS_DIR",
+    "GitChangeManagement",
+    "change_paths",
+    "describe_change",
+    "format_change_id",
+]
 
 BRANCH = "main"
 CHANGES_DIR = "changes"
+INCIDENTS_DIR = "incidents"
 _ID_RE = re.compile(r"^CHG(\d{7})$")
 _MAX_NUMBER = 9_999_999
 
@@ -49,7 +61,8 @@ def _files(cr: ChangeRequest) -> dict[str, bytes | None]:
     }
 
 
-def _message(cr: ChangeRequest, why: str, by: str | None) -> str:
+def describe_change(cr: ChangeRequest, why: str, by: str | None) -> str:
+    """Render one state change for people: a commit message, or a ServiceNow work note."""
     lines = [
         f"{cr.id}: {why}",
         "",
@@ -78,6 +91,20 @@ class GitChangeManagement(Block):
     """
 
     _block_type_name = "changeflow Change Management"
+    _block_type_slug = "changeflow-change-management"
+    _logo_url = HttpUrl(
+        "https://cdn.sanity.io/images/3ugk85nk/production/d74b16fe84ce626345adf235a47008fea2869a60-225x225.png"
+    )
+    _documentation_url = HttpUrl("https://docs.prefect.io/v3/develop/blocks")
+    _code_example = """
+    ```python
+    from blocks.change_management import GitChangeManagement
+
+    changes = GitChangeManagement.load("BLOCK_NAME")
+    cr = changes.get("CHG0000001")
+    print(changes.history(cr.id))
+    ```
+    """
     _description = (
         "changeflow change requests in a git repository: changes/<id>.json and a rendered "
         "changes/<id>.md on branch main, one commit per state change."
@@ -164,8 +191,15 @@ class GitChangeManagement(Block):
             built.append(cr)
             return _files(cr)
 
+        # Two writers filing the same record on the same head within one second would build
+        # byte-identical commits, and the second push would "succeed" without adding anything:
+        # a token of this call keeps every create's commit its own.
+        token = uuid.uuid4().hex
         self.git.commit(
-            BRANCH, change, lambda: _message(built[-1], message, by), author=_author(by)
+            BRANCH,
+            change,
+            lambda: f"{describe_change(built[-1], message, by)}filing: {token}\n",
+            author=_author(by),
         )
         return built[-1]
 
@@ -187,7 +221,7 @@ class GitChangeManagement(Block):
                 raise BadInput(f"unknown change request {cr.id}")
             return _files(cr)
 
-        self.git.commit(BRANCH, change, _message(cr, message, by), author=_author(by))
+        self.git.commit(BRANCH, change, describe_change(cr, message, by), author=_author(by))
         return cr
 
     def get(self, id: str) -> ChangeRequest:
@@ -224,3 +258,46 @@ class GitChangeManagement(Block):
         ids = [format_change_id(n) for n in sorted(self._numbers(head))]
         blobs = git.read_files(head, [change_paths(i)[0] for i in ids])
         return [self._parse(i, blobs[change_paths(i)[0]], head) for i in ids]
+
+    def put_incidents(
+        self, incidents: builtins.list[Incident], message: str, *, by: str | None = None
+    ) -> str | None:
+        """Write incidents as `incidents/<id>.json`, all in one commit.
+
+        Args:
+            incidents: the records to write (those `changeflow.incidents.reconcile` returns).
+            message: why, for the commit message.
+            by: who, the commit's author.
+
+        Returns:
+            The new branch head, or None when there was nothing to write.
+        """
+        files: dict[str, bytes | None] = {
+            f"{INCIDENTS_DIR}/{i.id}.json": i.to_json() + b"\n" for i in incidents
+        }
+        if not files:
+            return None
+        opened = sum(1 for i in incidents if i.state == "open")
+        text = f"incidents: {message}\n\n{opened} open, {len(files) - opened} closed\n"
+        return self.git.commit(BRANCH, lambda _parent: files, text, author=_author(by))
+
+    def incidents(self) -> builtins.list[Incident]:
+        """Return every stored incident, sorted by id."""
+        git = self.git
+        git.fetch()
+        head = git.resolve(f"refs/heads/{BRANCH}")
+        if head is None:
+            return []
+        paths = [p for p in git.list_files(head, INCIDENTS_DIR) if p.endswith(".json")]
+        out = []
+        for path, data in sorted(git.read_files(head, paths).items()):
+            try:
+                incident = Incident.model_validate_json(data)
+            except ValidationError as exc:
+                raise IntegrityError(
+                    f"{path} at {head[:12]} is not an incident: {exc.errors()[0]['msg']}"
+                ) from None
+            if path != f"{INCIDENTS_DIR}/{incident.id}.json":
+                raise IntegrityError(f"{path} at {head[:12]} holds {incident.id}")
+            out.append(incident)
+        return out

@@ -9,6 +9,7 @@ from prefect.blocks.core import Block
 from blocks.change_management import GitChangeManagement
 from blocks.evidence_locker import EvidenceLocker
 from blocks.inventory import GitInventory
+from blocks.servicenow import ServiceNowChangeManagement
 from changeflow.settings import Settings
 
 __all__ = ["change_management", "evidence_locker", "inventory"]
@@ -49,8 +50,13 @@ def inventory(name: str | None = INVENTORY_BLOCK, settings: Settings | None = No
 def change_management(
     name: str | None = CHANGES_BLOCK, settings: Settings | None = None
 ) -> GitChangeManagement:
-    """Change management: the saved block `name`, else from `CHANGEFLOW_CHANGE_REPO_URL`."""
+    """Change management: the saved block `name` (a git repo or ServiceNow), else the git repo
+    `CHANGEFLOW_CHANGE_REPO_URL`.
+
+    ServiceNow offers the same change-request methods as the git repo, which the flows use.
+    """
     s = settings or Settings.from_env()
-    return _saved(GitChangeManagement, name) or GitChangeManagement(
+    saved = _saved(GitChangeManagement, name) or _saved(ServiceNowChangeManagement, name)  # type: ignore[arg-type]
+    return saved or GitChangeManagement(  # type: ignore[return-value]
         remote_url=s.require("change_repo_url"), cache_dir=str(s.home / "repos")
     )

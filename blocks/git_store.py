@@ -260,6 +260,16 @@ class GitRemote:
                     shutil.rmtree(tmp, ignore_errors=True)
 
     def _fetch(self) -> None:
+        # A fetch that finds nothing new still checks that every remote tip is connected,
+        # walking every tree in the inventory: its cost grows with the inventory. Listing the
+        # remote refs and comparing them with the mirror's is cheap and usually ends here.
+        listed = self._run("ls-remote", "--refs", "--heads", "--tags", "origin", network=True)[1]
+        remote = sorted(listed.decode("utf-8", "replace").splitlines())
+        local = self._run(
+            "for-each-ref", "--format=%(objectname)%09%(refname)", "refs/heads/", "refs/tags/"
+        )[1]
+        if remote == sorted(local.decode("utf-8", "replace").splitlines()):
+            return
         self._run(
             "fetch",
             "--quiet",
@@ -473,6 +483,13 @@ class GitRemote:
         if _HEX_RE.match(ref):
             candidates.append(ref)
         return next((sha for sha in self._peel_many(candidates) if sha), None)
+
+    def ref_value(self, ref: str) -> str | None:
+        """Return what a full ref holds in the mirror (a tag object for annotated tags), or None.
+
+        This is the value a compare-and-swap (`set_ref`, `delete_ref`) expects.
+        """
+        return self._ref_value(self._full_ref(ref))
 
     def branches(self) -> list[str]:
         """Return the branch names in the mirror, sorted."""

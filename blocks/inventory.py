@@ -7,14 +7,16 @@ promotions travel on `promotion/<target>/<id>` branches carrying `.promotion.jso
 
 from __future__ import annotations
 
+import json
 import os
 from fnmatch import fnmatchcase
 from pathlib import Path
 
 from prefect.blocks.core import Block
-from pydantic import Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, Field, HttpUrl, PrivateAttr, ValidationError
 
 from blocks.git_store import GitRemote, RefConflict, check_ref_name, default_cache_dir
+from blocks.pull_requests import PullRequest, PullRequestProvider
 from changeflow.delta import Delta, select_entries
 from changeflow.errors import BadInput, IntegrityError, NotReady
 from changeflow.models import InventoryEntry, Promotion, validate_entry_name
@@ -23,6 +25,7 @@ __all__ = [
     "IGNORE_FILE",
     "MASTER",
     "PROMOTION_FILE",
+    "BadEntry",
     "GitInventory",
     "is_entry_path",
     "parse_ignore",
@@ -70,15 +73,76 @@ def _names_line(names: list[str], limit: int = 5) -> str:
     return shown + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
 
 
+class BadEntry(BaseModel):
+    """A file in the inventory that should be an entry and is not a valid one.
+
+    Attributes:
+        name: its path in the inventory.
+        problem: what is wrong, on one line.
+    """
+
+    name: str
+    problem: str
+
+
+def _problem(path: str, data: bytes) -> str | None:
+    """What is wrong with the raw file `path` as an inventory entry, or None."""
+    try:
+        validate_entry_name(path)
+    except ValueError as exc:
+        return str(exc)
+    try:
+        raw = json.loads(data)
+    except (UnicodeDecodeError, ValueError) as exc:
+        return f"not JSON: {exc}"
+    if not isinstance(raw, dict):
+        return f"not a JSON object but {type(raw).__name__}"
+    try:
+        entry = InventoryEntry.model_validate(raw)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in err.get('loc', ())) or 'record'}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        return "; ".join(problems)
+    if entry.name != path:
+        return f"names itself {entry.name!r}"
+    return None
+
+
 class GitInventory(Block):
     """The inventory: a bare git remote holding one JSON file per built artifact.
 
     Attributes:
         remote_url: git URL of the bare inventory remote.
         cache_dir: folder for the local mirror; default `$CHANGEFLOW_HOME/repos`.
+        pull_requests: where a promotion left for review is also opened as a pull request
+            (GitHub) or merge request (GitLab); None (the default) opens none.
+
+    Example:
+        ```python
+        from blocks.inventory import GitInventory
+
+        inventory = GitInventory.load("inventory")
+        delta = inventory.delta("us-south_prod_latest", "prod")
+        ```
     """
 
     _block_type_name = "changeflow Inventory"
+    _block_type_slug = "changeflow-inventory"
+    _logo_url = HttpUrl(
+        "https://cdn.sanity.io/images/3ugk85nk/production/d74b16fe84ce626345adf235a47008fea2869a60-225x225.png"
+    )
+    _documentation_url = HttpUrl("https://docs.prefect.io/v3/develop/blocks")
+    _code_example = """
+    ```python
+    from blocks.inventory import GitInventory
+
+    inventory = GitInventory.load("BLOCK_NAME")
+    entries = inventory.entries("prod")
+    inventory.move_label("us-south_prod_latest", "prod")
+    ```
+    """
     _description = (
         "The changeflow inventory: a git remote with one JSON file per built artifact, a branch "
         "per environment, promotion branches and deployed-state tags."
@@ -87,6 +151,11 @@ class GitInventory(Block):
     remote_url: str = Field(description="git URL of the bare inventory remote.")
     cache_dir: str | None = Field(
         default=None, description="Local mirror folder (default: $CHANGEFLOW_HOME/repos)."
+    )
+    pull_requests: PullRequestProvider | None = Field(
+        default=None,
+        description="Open promotions left for review as GitHub pull requests or GitLab merge "
+        "requests (off when empty).",
     )
 
     _remote: GitRemote | None = PrivateAttr(default=None)
@@ -174,7 +243,8 @@ class GitInventory(Block):
             The new head; the current head when every entry was already recorded as given.
 
         Raises:
-            BadInput: for a name given twice, or one that clashes with a file or folder.
+            BadInput: for a name given twice, one that clashes with a file or folder, or one
+                that `.inventoryignore` on the branch ignores.
         """
         self._check_branch(branch, "inventory branch")
         git = self.git
@@ -191,6 +261,13 @@ class GitInventory(Block):
         def change(parent: str | None) -> dict[str, bytes | None]:
             if parent is not None:
                 self._check_clashes(parent, names)
+                # An ignored name would be written and then never read back: refuse it.
+                ignore = self._ignore(parent)
+                ignored = [n for n in names if not is_entry_path(n, ignore)]
+                if ignored:
+                    raise BadInput(
+                        f"inventory entry {ignored[0]} matches {IGNORE_FILE} on {branch}"
+                    )
             return files
 
         text = message or f"inventory: record {_entries(len(names))}: {_names_line(names)}"
@@ -273,6 +350,30 @@ class GitInventory(Block):
             entries=self._read_entries(to, [*changed, *new]),
         )
 
+    def validate(self, ref: str) -> tuple[str, int, list[BadEntry]]:
+        """Check every file that should be an entry at `ref`, from the raw bytes.
+
+        Hidden files, Markdown files and paths matched by `.inventoryignore` are not entries
+        and are not checked; every other file must be an entry whose name is its path. Unlike
+        `entries`, a bad file does not stop the check: each one is named.
+
+        Returns:
+            (the commit checked, how many files were checked, the bad ones by name).
+
+        Raises:
+            BadInput: when `ref` does not exist.
+        """
+        self._fetched()
+        commit = self._commit(ref)
+        names = self._entry_names(commit)
+        blobs = self.git.read_files(commit, names)
+        bad = [
+            BadEntry(name=name, problem=problem)
+            for name in names
+            if (problem := _problem(name, blobs.get(name, b""))) is not None
+        ]
+        return commit, len(names), bad
+
     def commits_between(self, from_ref: str | None, to_ref: str) -> list[dict[str, str]]:
         """Return the commits in `to_ref` and not in `from_ref` (all when None), newest first."""
         return self._fetched().log(to_ref, exclude=from_ref)
@@ -316,34 +417,29 @@ class GitInventory(Block):
 
         Args:
             promotion: the request; `entries` and `source_commit` are filled in.
-            merge: merge it into the target now (False leaves it for review).
+            merge: merge it into the target now (False leaves it for review, and opens a
+                pull request when `pull_requests` is set).
 
         Returns:
             The promotion as recorded.
 
         Raises:
-            BadInput: for an unknown source, a bad target, or a promotion id already open.
+            BadInput: for an unknown source, a bad target, a promotion id already open, or a
+                pull request asked for into a target that does not exist yet.
             NotReady: when nothing differs.
         """
         source, target = promotion.source, promotion.target
-        self._check_branch(target, "promotion target")
-        if target in (MASTER, source) or target.startswith(_PROMOTION_PREFIX):
-            raise BadInput(f"cannot promote to {target!r}")
-        git = self._fetched()
-        src = self._commit(source)
-        tgt = git.resolve(f"refs/heads/{target}")
+        names, src, tgt = self._promotable(
+            source, target, promotion.include, promotion.exclude, promotion.id
+        )
+        git = self.git
         branch = f"{_PROMOTION_PREFIX}{target}/{promotion.id}"
-        if git.resolve(f"refs/heads/{branch}") is not None:
-            raise BadInput(f"promotion {promotion.id} to {target} is already open ({branch})")
-        ignore = self._ignore(src)
-        if tgt is None:
-            candidates = self._entry_names(src)
-        else:
-            modified, added, _ = git.diff(tgt, src)
-            candidates = [p for p in [*modified, *added] if is_entry_path(p, ignore)]
-        names = select_entries(candidates, promotion.include, promotion.exclude)
-        if not names:
-            raise NotReady(f"nothing to promote from {source} to {target}")
+        if not merge and self.pull_requests is not None and tgt is None:
+            # A pull request needs a base branch sharing history with the promotion branch.
+            raise BadInput(
+                f"cannot open a pull request into {target}: it does not exist yet "
+                "(promote to it once without review first)"
+            )
         record = Promotion.model_validate(
             {**promotion.model_dump(), "entries": names, "source_commit": src}
         )
@@ -358,7 +454,102 @@ class GitInventory(Block):
         git.commit(branch, lambda _parent: files, message, start_point=tgt)
         if merge:
             self.merge_promotion(record.id)
+        elif self.pull_requests is not None:
+            self.open_pull_request(record.id)
         return record
+
+    def promotable(
+        self, source: str, target: str, include: list[str] | None = None,
+        exclude: list[str] | None = None,
+    ) -> list[str]:  # fmt: skip
+        """Return the entries a promotion from `source` to `target` would carry, sorted.
+
+        A caller can check this before starting a promotion run, so "nothing to promote" is a
+        plain answer rather than a failed run.
+
+        Raises:
+            BadInput: for an unknown source or a target that cannot be promoted to.
+            NotReady: when nothing differs.
+        """
+        return self._promotable(source, target, include or [], exclude or [])[0]
+
+    def _promotable(
+        self, source: str, target: str, include: list[str], exclude: list[str],
+        promotion_id: str | None = None,
+    ) -> tuple[list[str], str, str | None]:  # fmt: skip
+        """(names, source commit, target head or None) of a promotion; fetches first."""
+        self._check_branch(target, "promotion target")
+        if target in (MASTER, source) or target.startswith(_PROMOTION_PREFIX):
+            raise BadInput(f"cannot promote to {target!r}")
+        git = self._fetched()
+        src = self._commit(source)
+        tgt = git.resolve(f"refs/heads/{target}")
+        if promotion_id is not None:
+            branch = f"{_PROMOTION_PREFIX}{target}/{promotion_id}"
+            if git.resolve(f"refs/heads/{branch}") is not None:
+                raise BadInput(f"promotion {promotion_id} to {target} is already open ({branch})")
+        ignore = self._ignore(src)
+        if tgt is None:
+            candidates = self._entry_names(src)
+        else:
+            modified, added, _ = git.diff(tgt, src)
+            candidates = [p for p in [*modified, *added] if is_entry_path(p, ignore)]
+        names = select_entries(candidates, include, exclude)
+        if not names:
+            raise NotReady(f"nothing to promote from {source} to {target}")
+        return names, src, tgt
+
+    def _open_promotion(self, promotion_id: str) -> tuple[str, str]:
+        """Return (branch, target) of the open promotion `promotion_id`."""
+        suffix = f"/{promotion_id}"
+        matches = [
+            b
+            for b in self.git.branches()
+            if b.startswith(_PROMOTION_PREFIX) and b.endswith(suffix) and b.count("/") >= 2
+        ]
+        if not matches:
+            raise BadInput(f"unknown promotion {promotion_id}")
+        if len(matches) > 1:
+            raise BadInput(f"promotion {promotion_id} is open for several targets: {matches}")
+        branch = matches[0]
+        return branch, branch[len(_PROMOTION_PREFIX) : -len(suffix)]
+
+    def open_pull_request(self, promotion_id: str) -> PullRequest:
+        """Open an open promotion as a pull / merge request on the forge of `pull_requests`.
+
+        Safe to call again: a request already open for the branch is returned, not duplicated.
+
+        Raises:
+            BadInput: when no forge is configured or the promotion is not open.
+            PullRequestError: when the forge refuses or cannot be reached.
+        """
+        if self.pull_requests is None:
+            raise BadInput("this inventory has no pull_requests forge configured")
+        self._fetched()
+        branch, target = self._open_promotion(promotion_id)
+        record = self._promotion_at(self._commit(f"refs/heads/{branch}"))
+        if record is None:
+            raise IntegrityError(f"{branch} carries no {PROMOTION_FILE}")
+        title = (
+            f"promote {record.id}: {_entries(len(record.entries))} from {record.source} to {target}"
+        )
+        body = "\n".join(
+            [
+                record.description,
+                "",
+                f"- priority: {record.priority.value}",
+                f"- assigned to: {record.assigned_to}",
+                f"- customer impact: {record.customer_impact.value}",
+                f"- backout plan: {record.backout_plan}",
+                f"- source commit: {record.source_commit}",
+                "",
+                "Entries:",
+                *(f"- `{name}`" for name in record.entries),
+                "",
+                f"Approve by merging, or run `changeflow promote --merge {record.id}`.",
+            ]
+        )
+        return self.pull_requests.open(head=branch, base=target, title=title, body=body)
 
     def merge_promotion(self, promotion_id: str) -> str:
         """Merge an open promotion branch into its target and delete the branch.
@@ -373,18 +564,7 @@ class GitInventory(Block):
             BadInput: for an unknown (or ambiguous) promotion id.
         """
         git = self._fetched()
-        suffix = f"/{promotion_id}"
-        matches = [
-            b
-            for b in git.branches()
-            if b.startswith(_PROMOTION_PREFIX) and b.endswith(suffix) and b.count("/") >= 2
-        ]
-        if not matches:
-            raise BadInput(f"unknown promotion {promotion_id}")
-        if len(matches) > 1:
-            raise BadInput(f"promotion {promotion_id} is open for several targets: {matches}")
-        branch = matches[0]
-        target = branch[len(_PROMOTION_PREFIX) : -len(suffix)]
+        branch, target = self._open_promotion(promotion_id)
         target_ref = f"refs/heads/{target}"
         head = self._commit(f"refs/heads/{branch}")
         record = self._promotion_at(head)
@@ -424,6 +604,75 @@ class GitInventory(Block):
         """Return the commit a tag points at, or None."""
         self._check_branch(tag, "tag")
         return self._fetched().resolve(f"refs/tags/{tag}")
+
+    def _label(self, label: str) -> str:
+        self._check_branch(label, "label")
+        return f"refs/tags/{label}"
+
+    def labels(self) -> dict[str, str]:
+        """Return every label (tag) → the commit it points at."""
+        return self.tags()
+
+    def add_label(self, label: str, ref: str) -> str:
+        """Create label `label` at `ref` (a branch, label or commit); it must not exist yet.
+
+        Returns:
+            The commit it points at.
+
+        Raises:
+            BadInput: for a bad or existing label name, a branch of that name, an unknown ref.
+        """
+        full = self._label(label)
+        git = self._fetched()
+        if git.resolve(f"refs/heads/{label}") is not None:
+            raise BadInput(f"label {label} would be hidden by the branch of the same name")
+        commit = self._commit(ref)
+        existing = git.resolve(full)
+        if existing is not None:
+            raise BadInput(f"label {label} already exists (at {existing[:12]}); move it instead")
+        try:
+            git.set_ref(full, commit, expected=None)
+        except RefConflict:
+            raise BadInput(f"label {label} was just created by someone else") from None
+        return commit
+
+    def move_label(self, label: str, ref: str) -> str:
+        """Move the existing label `label` to `ref`, with a compare-and-swap on its value.
+
+        Returns:
+            The commit it points at now.
+
+        Raises:
+            BadInput: for a bad or unknown label, or an unknown ref.
+            RefConflict: when someone else moved or deleted the label at the same time.
+        """
+        full = self._label(label)
+        git = self._fetched()
+        current = git.ref_value(full)
+        if current is None:
+            raise BadInput(f"unknown label {label}")
+        commit = self._commit(ref)
+        git.set_ref(full, commit, expected=current)
+        return commit
+
+    def delete_label(self, label: str) -> str:
+        """Delete the label `label`, with a compare-and-swap on its value.
+
+        Returns:
+            The commit it pointed at.
+
+        Raises:
+            BadInput: for a bad or unknown label.
+            RefConflict: when someone else moved or deleted the label at the same time.
+        """
+        full = self._label(label)
+        git = self._fetched()
+        current = git.ref_value(full)
+        commit = git.resolve(full)
+        if current is None or commit is None:
+            raise BadInput(f"unknown label {label}")
+        git.delete_ref(full, expected=current)
+        return commit
 
     def move_tag(self, tag: str, commit: str) -> None:
         """Point `tag` at `commit` (a commit, branch or tag) on the remote.

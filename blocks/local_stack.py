@@ -110,9 +110,17 @@ class Service:
 
 
 def start_seaweedfs(
-    data_dir: Path, access_key: str, secret_key: str, timeout: float = 60.0
+    data_dir: Path,
+    access_key: str,
+    secret_key: str,
+    timeout: float = 60.0,
+    ports: dict[str, int] | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start `weed mini` with an S3 endpoint that accepts only the given credentials."""
+    """Start `weed mini` with an S3 endpoint that accepts only the given credentials.
+
+    `ports` (master, volume, filer, s3, admin, webdav) pins the ports, so a restart on the same
+    `data_dir` finds its volumes where the filer recorded them; by default they are free ones.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     identities = data_dir / "s3-identities.json"
     identities.write_text(
@@ -129,10 +137,12 @@ def start_seaweedfs(
         )
     )
     identities.chmod(0o600)
-    ports = {
-        name: free_port(grpc_offset=True) for name in ("master", "volume", "filer", "s3", "admin")
-    }
-    ports["webdav"] = free_port()
+    if ports is None:
+        ports = {
+            name: free_port(grpc_offset=True)
+            for name in ("master", "volume", "filer", "s3", "admin")
+        }
+        ports["webdav"] = free_port()
     args = [
         str(weed_binary()),
         "mini",
@@ -155,25 +165,33 @@ def start_seaweedfs(
     return process, endpoint
 
 
-def start_prefect_server(home: Path, timeout: float = 120.0) -> tuple[subprocess.Popen[bytes], str]:
-    """Start `prefect server` on a free port with its own PREFECT_HOME (SQLite inside it)."""
+def start_prefect_server(
+    home: Path, timeout: float = 120.0, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `prefect server` on a free port with its own PREFECT_HOME (SQLite inside it).
+
+    `env` adds variables for the server, `PREFECT_API_DATABASE_CONNECTION_URL` (PostgreSQL) say.
+    """
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    env = {
+    api = f"http://127.0.0.1:{port}/api"
+    server_env = {
         **os.environ,
         "PREFECT_HOME": str(home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
         "PREFECT_LOGGING_LEVEL": "WARNING",
+        # the UI it serves talks to this API (its default is port 4200)
+        "PREFECT_UI_API_URL": api,
+        **(env or {}),
     }
-    env.pop("PREFECT_API_URL", None)
+    server_env.pop("PREFECT_API_URL", None)
     args = [
         sys.executable, "-m", "prefect", "server", "start",
         "--host", "127.0.0.1", "--port", str(port),
     ]  # fmt: skip
     log = home / "server.log"
-    process = _spawn(args, log, env)
-    api = f"http://127.0.0.1:{port}/api"
+    process = _spawn(args, log, server_env)
     _wait(lambda: _http_ok(f"{api}/health"), "Prefect server", process, log, timeout)
     return process, api
 

@@ -23,6 +23,7 @@ from changeflow.summary import EvidenceSummary
 __all__ = [
     "TRANSITIONS",
     "close",
+    "closing_category",
     "draft_change_request",
     "record_decision",
     "transition",
@@ -168,3 +169,14 @@ def close(cr: ChangeRequest, category: CloseCategory, *, by: str, notes: str = "
         raise BadInput(f"{cr.id} is {cr.state.value}: only an implemented change can be closed")
     closed = transition(cr, ChangeState.closed, by=by, why=f"closed {category.value}")
     return closed.model_copy(update={"close_category": category, "close_notes": notes})
+
+
+def closing_category(cr: ChangeRequest, acceptance_passed: bool) -> CloseCategory:
+    """How a deployment that went ahead closes.
+
+    `successful` only when its evidence was ready and its acceptance tests passed; a deployment
+    that went ahead on a person's approval, or whose acceptance failed, closes with issues.
+    """
+    if cr.deployment_ready and acceptance_passed:
+        return CloseCategory.successful
+    return CloseCategory.successful_issues

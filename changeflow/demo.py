@@ -135,7 +135,7 @@ class DemoLifecycle:
     def ci(self, sha: str) -> None:
         from flows.ci_flow import ci
 
-        result = ci(self.repo_url, sha, inventory_block=None, locker_block=None)
+        result = ci(self.repo_url, sha, inventory_block=None, locker_block=None, changes_block=None)
         failing = f"; failing: {', '.join(result.failed_checks)}" if result.failed_checks else ""
         self.say(
             f"  ci {sha[:12]}: {len(result.evidence)} checks recorded as evidence, "
@@ -235,7 +235,7 @@ class DemoLifecycle:
         out, err = deploying.communicate(timeout=600)
         if deploying.returncode != 0:
             raise RuntimeError(f"the paused deployment failed: {err.decode()[-2000:]}")
-        self.say(f"  deploy {environment}/{region}: {out.decode().strip()}")
+        self.say(f"  deploy {out.decode().strip()}")
 
 
 def _wait_for(
@@ -296,6 +296,17 @@ def run_demo(keep: bool = False, say: Say = print) -> list[ChangeRequest]:
         crs = DemoLifecycle(workspace, say).run()
         say("")
         say(cr_table(crs, stack.env["CHANGEFLOW_CHANGE_REPO_URL"]))
+        from flows.audit_flow import verify
+
+        report = verify(
+            environment="prod", inventory_block=None, locker_block=None, changes_block=None
+        )
+        say("")
+        say(
+            f"changeflow verify --environment prod: re-hashed {report.checked} records behind "
+            f"{', '.join(report.targets)} ({', '.join(report.change_requests)}): "
+            + ("every hash matches" if report.ok else f"{len(report.broken)} problems")
+        )
         locker = config.evidence_locker(None)
         status = locker.bucket_status()
         say("")

@@ -12,8 +12,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from changeflow.errors import BadInput
+from changeflow.incidents import GracePeriods
 from changeflow.readiness import ReadinessPolicy
 from changeflow.reports import ReportFormat, Thresholds
+from changeflow.windows import EnvironmentWindows
 
 __all__ = [
     "AppConfig",
@@ -90,6 +92,10 @@ class EnvironmentSpec(_Strict):
     backout: list[str] | None = None
     approval_timeout_s: int = Field(default=3600, gt=0)
     policy: ReadinessPolicy = Field(default_factory=ReadinessPolicy)
+    change_windows: EnvironmentWindows | None = Field(
+        default=None, description="When deployments may run; none means always."
+    )
+    grace_periods: GracePeriods = Field(default_factory=GracePeriods)
 
     _check_deploy = field_validator("deploy", "backout")(lambda v: None if v is None else _argv(v))
 

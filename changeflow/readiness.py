@@ -12,6 +12,7 @@ from changeflow.summary import EvidenceSummary
 
 __all__ = [
     "DEFAULT_REQUIRED_TYPES",
+    "IMMUTABLE_STORAGE",
     "CheckLevel",
     "EvidenceCheck",
     "Readiness",
@@ -25,6 +26,10 @@ DEFAULT_REQUIRED_TYPES = (
     "com.ibm.detect_secrets",
     "com.ibm.sbom",
 )
+"""What CI must leave about every artifact."""
+
+IMMUTABLE_STORAGE = "com.ibm.immutable_storage"
+"""What the deploy run itself records: the locker keeps evidence immutable."""
 
 
 class CheckLevel(StrEnum):
@@ -46,7 +51,9 @@ class ReadinessPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     checks: list[EvidenceCheck] = Field(
-        default_factory=lambda: [EvidenceCheck(evidence_type_id=t) for t in DEFAULT_REQUIRED_TYPES]
+        default_factory=lambda: [
+            EvidenceCheck(evidence_type_id=t) for t in (*DEFAULT_REQUIRED_TYPES, IMMUTABLE_STORAGE)
+        ]
     )
 
 
@@ -56,6 +63,12 @@ class Readiness(BaseModel):
     ready: bool
     reasons: list[str] = Field(default_factory=list, description="What blocks approval.")
     warnings: list[str] = Field(default_factory=list, description="What only warns.")
+
+    def blocked_by(self, reasons: list[str]) -> Readiness:
+        """The same decision with more blocking reasons (not ready when there are any)."""
+        if not reasons:
+            return self
+        return Readiness(ready=False, reasons=[*self.reasons, *reasons], warnings=self.warnings)
 
 
 def deployment_ready(

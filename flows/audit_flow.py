@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
 from blocks import config
 from changeflow.models import ChangeRequest, ChangeState
 from tasks.audit import verify_change_request, verify_entries
+from tasks.incidents import overdue_incidents
 
 __all__ = ["VerificationReport", "verify"]
 
@@ -19,6 +22,9 @@ class VerificationReport(BaseModel):
     change_requests: list[str] = Field(default_factory=list)
     checked: int = 0
     broken: list[str] = Field(default_factory=list)
+    overdue_incidents: list[str] = Field(
+        default_factory=list, description="Open incidents past their due date (not breakage)."
+    )
 
     @property
     def ok(self) -> bool:
@@ -89,7 +95,13 @@ def verify(
             checked, broken = verify_entries(locker, inventory, commit)
             report.checked += checked
             report.broken += [f"{environment}/{reg}: {b}" for b in broken]
+    report.overdue_incidents = [
+        f"{i.id} {i.asset_uri} {i.tool} {i.finding_id} ({i.severity.value}) due {i.due}"
+        for i in overdue_incidents(changes, [], date.today())
+    ]
     logger = get_run_logger()
+    for late in report.overdue_incidents:
+        logger.warning("overdue incident: %s", late)
     for problem in report.broken:
         logger.error("does not verify: %s", problem)
     logger.info("verified %d records; %d problems", report.checked, len(report.broken))

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import shutil
+from datetime import date
 
 from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
 from blocks import config
 from changeflow.evidence import new_entries
-from changeflow.models import Asset, EvidenceResult, utcnow
+from changeflow.incidents import GracePeriods
+from changeflow.models import Asset, Evidence, EvidenceResult, utcnow
 from flows.common import run_scope, run_url
 from tasks.build import build_artifacts, checkout_source, publish_artifacts, run_check
 from tasks.evidence import record_report
+from tasks.incidents import record_incidents
 from tasks.inventory import add_entries, read_entries
 
 __all__ = ["CiResult", "ci"]
@@ -37,6 +40,7 @@ def ci(
     build_number: str | None = None,
     inventory_block: str | None = config.INVENTORY_BLOCK,
     locker_block: str | None = config.LOCKER_BLOCK,
+    changes_block: str | None = config.CHANGES_BLOCK,
 ) -> CiResult:
     """Build one commit, run its checks into evidence and record its artifacts.
 
@@ -50,10 +54,12 @@ def ci(
         build_number: recorded on each entry; defaults to the build's UTC timestamp.
         inventory_block: name of a saved inventory block (else `CHANGEFLOW_INVENTORY_URL`).
         locker_block: name of a saved evidence locker block (else `CHANGEFLOW_S3_*`).
+        changes_block: name of a saved change-management block (incidents live there).
     """
     logger = get_run_logger()
     locker = config.evidence_locker(locker_block)
     inventory = config.inventory(inventory_block)
+    changes = config.change_management(changes_block)
     scope = run_scope("ci")
     build_number = build_number or utcnow().strftime("%Y%m%d%H%M%S")
 
@@ -67,6 +73,7 @@ def ci(
         entries = [entry for entry, _ in published]
         artifact_assets = [asset for _, asset in published]
         evidence: dict[str, str] = {}
+        records: list[Evidence] = []
         failed: list[str] = []
         for check in app.checks:
             _, report = run_check(workdir, check)
@@ -84,11 +91,17 @@ def ci(
                 pipeline_run_url=run_url(),
             )
             evidence[check.name] = record.id
+            records.append(record)
             if outcome.result is not EvidenceResult.success:
                 failed.append(check.name)
                 logger.warning("check %s: %s", check.name, outcome.summary)
             else:
                 logger.info("check %s: %s", check.name, outcome.summary)
+        opened = record_incidents(
+            changes, records, commit, repo_url, GracePeriods(), date.today(), scope
+        )
+        if opened:
+            logger.info("incidents opened or closed: %d", len(opened))
         current = read_entries(inventory, branch)
         changed = new_entries(entries, current)
         add_entries(

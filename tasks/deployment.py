@@ -51,7 +51,7 @@ def prepare_deployment(
         if entry.artifact.startswith(f"s3://{locker.bucket}/"):
             target = artifacts / name / str(entry.app_artifacts.get("filename", "artifact"))
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(locker.get_attachment(entry.sha256))
+            locker.download_attachment(entry.sha256, target)
     env["CHANGEFLOW_ARTIFACTS_DIR"] = str(artifacts)
     return env
 

@@ -6,12 +6,19 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from blocks.evidence_locker import EvidenceLocker
+from changeflow.canonical import canonical_json
 from changeflow.evidence import make_evidence
 from changeflow.models import Asset, Attachment, Evidence, EvidenceResult
 from changeflow.reports import ReportFormat, ReportOutcome, Thresholds, parse_report
 from changeflow.summary import EvidenceSummary
 
-__all__ = ["gather_evidence", "record_report", "store_summary"]
+__all__ = [
+    "gather_evidence",
+    "read_evidence",
+    "record_report",
+    "record_storage_check",
+    "store_summary",
+]
 
 
 @task(name="record-evidence", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
@@ -71,3 +78,36 @@ def gather_evidence(locker: EvidenceLocker, asset_ids: list[str]) -> list[Eviden
 def store_summary(locker: EvidenceLocker, summary: EvidenceSummary) -> tuple[str, str]:
     """Store the deployment's evidence summary once; its url and sha256."""
     return locker.put_summary(summary)
+
+
+@task(name="record-storage-check", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def record_storage_check(locker: EvidenceLocker, scope: str, assets: list[Asset]) -> Evidence:
+    """Check the locker's bucket and keep the answer as `com.ibm.immutable_storage` evidence.
+
+    Success only when the bucket is versioned, locked and retains at least the configured days
+    (see `EvidenceLocker.check_storage`); the check's result is the attachment.
+    """
+    check = locker.check_storage()
+    attachment = locker.store_attachment_bytes(canonical_json(check), "storage-check.json")
+    ok = bool(check["versioned"] and check["locked"] and check["retention_ok"])
+    summary = (
+        f"bucket {check['bucket']}: versioned={check['versioned']} locked={check['locked']} "
+        f"retention {check['retention_days']} days ({check['retention_mode']}), "
+        f"needs {check['required_days']} ({check['required_mode']})"
+    )
+    evidence = make_evidence(
+        evidence_type_id="com.ibm.immutable_storage",
+        result=EvidenceResult.success if ok else EvidenceResult.failure,
+        tool="changeflow-locker-check",
+        scope=scope,
+        assets=assets,
+        attachments=[attachment],
+        summary=summary,
+    )
+    return locker.put_evidence(evidence, assets)
+
+
+@task(name="read-evidence", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def read_evidence(locker: EvidenceLocker, evidence_ids: list[str]) -> list[Evidence]:
+    """Read evidence records by id, each re-hashed on the way."""
+    return [locker.get_evidence(evidence_id) for evidence_id in evidence_ids]

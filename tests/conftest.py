@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import secrets
+import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from subprocess import CompletedProcess
 
 # before anything imports prefect: its settings are read once, at import
 _PREFECT_HOME = tempfile.mkdtemp(prefix="changeflow-tests-prefect-")
@@ -119,3 +123,80 @@ def stack_env(
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
+
+
+@pytest.fixture
+def deployable(
+    stack_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., Path]:
+    """Put one artifact with passing evidence on prod; return a function that writes the
+    environments file (extra TOML appended to prod's table) and gives the file the deploy
+    command appends each deployment's CR id to."""
+    from blocks import config
+    from changeflow.evidence import make_evidence
+    from changeflow.models import Asset, InventoryEntry, Promotion
+    from changeflow.readiness import DEFAULT_REQUIRED_TYPES
+
+    def prepare(extra: str = "", passing: bool = True) -> Path:
+        locker = config.evidence_locker(None)
+        inventory = config.inventory(None)
+        stored = locker.store_attachment_bytes(b"artifact bytes", "app.bin")
+        artifact = Asset.for_uri(f"artifact://app.bin@{stored.hash}")
+        for kind in DEFAULT_REQUIRED_TYPES:
+            result = "success" if passing or kind != DEFAULT_REQUIRED_TYPES[0] else "failure"
+            evidence = make_evidence(
+                evidence_type_id=kind, result=result, tool="t", scope="ci-1", assets=[artifact]
+            )
+            locker.put_evidence(evidence, [artifact])
+        entry = InventoryEntry(
+            name="app/bin", artifact=stored.url, version="1", type="file", sha256=stored.hash,
+            repository_url="https://example.com/app", commit_sha="c" * 40, build_number="1",
+            pipeline_run_id="ci-1", provenance=artifact.uri,
+            app_artifacts={"filename": "app.bin"},
+        )  # fmt: skip
+        inventory.add_entries([entry])
+        inventory.promote(
+            Promotion(
+                id="p1",
+                source="master",
+                target="prod",
+                assigned_to="rm",
+                description="d",
+                backout_plan="b",
+            )
+        )
+        runs = tmp_path / "deploys.txt"
+        environments = tmp_path / "environments.toml"
+        environments.write_text(
+            '[environments.prod]\nregions = ["r1"]\n'
+            f'deploy = ["sh", "-c", "echo $CHANGEFLOW_CHANGE_REQUEST >> {runs}"]\n' + extra
+        )
+        monkeypatch.setenv("CHANGEFLOW_ENVIRONMENTS", str(environments))
+        return runs
+
+    return prepare
+
+
+def run_changeflow(*args: str, env: dict[str, str] | None = None) -> CompletedProcess[str]:
+    """Run `changeflow ARGS` in this process (through `main()`, exit codes and all) and capture
+    what it prints: the same contract as a subprocess, without paying Prefect's import each time.
+    `tests/cli/test_bad_input.py` runs the real executable."""
+    from changeflow.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_argv = os.environ.copy(), sys.argv
+    if env is not None:
+        os.environ.clear()
+        os.environ.update(env)
+    sys.argv = ["changeflow", *args]
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv = saved_argv
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return CompletedProcess(["changeflow", *args], code, out.getvalue(), err.getvalue())

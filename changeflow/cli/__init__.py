@@ -12,7 +12,15 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from changeflow.cli import changes, dev, evidence, inventory, lifecycle  # noqa: F401 (commands)
+from changeflow.cli import (  # noqa: F401 (each module adds its commands)
+    changes,
+    dev,
+    evidence,
+    inventory,
+    lifecycle,
+    locker,
+    serve,
+)
 from changeflow.cli._app import app
 from changeflow.errors import BadInput, IntegrityError, NotReady, StorageUnavailable
 

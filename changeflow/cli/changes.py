@@ -1,4 +1,9 @@
-"""`changeflow cr`: read, approve, reject and close change requests."""
+"""`changeflow cr`: read, approve, reject and close change requests.
+
+Every input is checked before anything is written: an empty or multi-line `--by`, an unknown
+CR id, a CR that is not waiting for the decision (closed, cancelled, already decided) and an
+unknown close category are bad input (exit 2, one line, the change repo untouched).
+"""
 
 from __future__ import annotations
 
@@ -49,19 +54,30 @@ def cr_get(cr_id: str, as_json: JsonOpt = False) -> None:
     emit(cr, as_json, render_change_request(cr))
 
 
+def _who(by: str, what: str) -> str:
+    """Check `--by`: a name on one line (it becomes a commit author and a journal entry)."""
+    name = by.strip()
+    if not name:
+        raise BadInput(f"--by must name who {what}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise BadInput(f"--by must be one line without control characters: {name!r}")
+    return name
+
+
 def _decide(cr_id: str, by: str, comment: str, approved: bool, as_json: bool) -> None:
+    who = _who(by, "decides")  # before the slow imports: a typo answers at once
     from blocks import config
     from changeflow.change import record_decision
 
-    if not by.strip():
-        raise BadInput("--by must name who decides")
     changes = config.change_management(None)
     cr = changes.get(cr_id)
     decision = "approved" if approved else "rejected"
-    cr = record_decision(cr, Approval(by=by.strip(), decision=decision, comment=comment))
-    cr = changes.update(cr, message=f"{decision} by {by.strip()}")
-    resumed = _resume(cr, approved, by.strip(), comment)
-    emit(cr, as_json, f"{cr.id} {decision} by {by.strip()} ({cr.state.value}){resumed}")
+    # record_decision refuses a CR that is not waiting (closed, cancelled, decided) before
+    # anything is written
+    cr = record_decision(cr, Approval(by=who, decision=decision, comment=comment))
+    cr = changes.update(cr, message=f"{decision} by {who}")
+    resumed = _resume(cr, approved, who, comment)
+    emit(cr, as_json, f"{cr.id} {decision} by {who} ({cr.state.value}){resumed}")
 
 
 def _resume(cr: ChangeRequest, approved: bool, by: str, comment: str) -> str:
@@ -121,10 +137,11 @@ def cr_close(
     as_json: JsonOpt = False,
 ) -> None:
     """Close an implemented CR (an emergency one in review, say) with its outcome."""
+    who = _who(by, "closes")
     from blocks import config
     from changeflow.change import close
 
     changes = config.change_management(None)
-    cr = close(changes.get(cr_id), category, by=by, notes=notes)
-    cr = changes.update(cr, message=f"closed {category.value} by {by}")
+    cr = close(changes.get(cr_id), category, by=who, notes=notes)
+    cr = changes.update(cr, message=f"closed {category.value} by {who}")
     emit(cr, as_json, f"{cr.id} closed {category.value}")

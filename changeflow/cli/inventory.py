@@ -1,4 +1,4 @@
-"""`changeflow inventory`: entries, labels and deltas."""
+"""`changeflow inventory`: entries, labels, deltas and a check of a whole environment."""
 
 from __future__ import annotations
 
@@ -11,10 +11,28 @@ from changeflow.cli._app import (
     emit,
     inventory_app,
 )
-from changeflow.errors import BadInput
+from changeflow.errors import BadInput, NotReady
 from changeflow.models import (
     InventoryEntry,
 )
+
+__all__ = [
+    "inventory_add",
+    "inventory_delta",
+    "inventory_get",
+    "inventory_validate",
+    "label_add",
+    "label_app",
+    "label_delete",
+    "label_list",
+    "label_move",
+]
+
+label_app = typer.Typer(
+    help="Labels (git tags) on inventory states: <env>_latest, <region>_<env>_latest, run ids.",
+    no_args_is_help=True,
+)
+inventory_app.add_typer(label_app, name="label")
 
 
 @inventory_app.command("add")
@@ -97,3 +115,95 @@ def inventory_delta(
     lines += [f"deleted {n}" for n in delta.deleted]
     data = {"changed": delta.changed, "added": delta.added, "deleted": delta.deleted}
     emit(data, as_json, "\n".join(lines) or "no changes")
+
+
+@inventory_app.command("validate")
+def inventory_validate(
+    environment: Annotated[str | None, typer.Option()] = None,
+    label: Annotated[str | None, typer.Option()] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check every entry of an environment (or label) from the raw files; exit 1 if any is bad."""
+    from blocks import config
+
+    inventory = config.inventory(None)
+    ref = _ref(inventory, environment, label)
+    commit, checked, bad = inventory.validate(ref)
+    data = {
+        "ref": ref,
+        "commit": commit,
+        "checked": checked,
+        "ok": not bad,
+        "bad": [b.model_dump() for b in bad],
+    }
+    lines = [f"bad entry {b.name}: {b.problem}" for b in bad]
+    lines.append(
+        f"{ref} at {commit[:12]}: {checked} entries checked, "
+        + (f"{len(bad)} bad" if bad else "all valid")
+    )
+    emit(data, as_json, "\n".join(lines))
+    if bad:
+        raise typer.Exit(1)
+
+
+def _labels_call(action: Any, *args: str) -> str:
+    """Run a label change; a compare-and-swap lost to another writer is a "no" (exit 1)."""
+    from blocks.git_store import RefConflict
+
+    try:
+        commit: str = action(*args)
+    except RefConflict as exc:
+        raise NotReady(f"the label changed meanwhile, look again and retry: {exc}") from None
+    return commit
+
+
+def _target(inventory: Any, to: str) -> str:
+    if inventory.resolve(to) is None:
+        raise BadInput(f"unknown --to {to!r}: the inventory has no such branch, label or commit")
+    return to
+
+
+@label_app.command("list")
+def label_list(as_json: JsonOpt = False) -> None:
+    """Every label and the commit it points at."""
+    from blocks import config
+
+    labels = config.inventory(None).labels()
+    emit(labels, as_json, "\n".join(f"{k} {v}" for k, v in sorted(labels.items())) or "no labels")
+
+
+@label_app.command("add")
+def label_add(
+    name: str,
+    to: Annotated[str, typer.Option(help="Environment, label or commit to label.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a label; refused when it exists already (use `label move`)."""
+    from blocks import config
+
+    inventory = config.inventory(None)
+    commit = _labels_call(inventory.add_label, name, _target(inventory, to))
+    emit({"label": name, "commit": commit}, as_json, f"label {name} added at {commit}")
+
+
+@label_app.command("move")
+def label_move(
+    name: str,
+    to: Annotated[str, typer.Option(help="Environment, label or commit to move it to.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Move an existing label (a compare-and-swap: a concurrent move makes it exit 1)."""
+    from blocks import config
+
+    inventory = config.inventory(None)
+    commit = _labels_call(inventory.move_label, name, _target(inventory, to))
+    emit({"label": name, "commit": commit}, as_json, f"label {name} moved to {commit}")
+
+
+@label_app.command("delete")
+def label_delete(name: str, as_json: JsonOpt = False) -> None:
+    """Delete a label."""
+    from blocks import config
+
+    commit = _labels_call(config.inventory(None).delete_label, name)
+    emit({"label": name, "deleted": commit}, as_json, f"label {name} deleted (was at {commit})")

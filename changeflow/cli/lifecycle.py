@@ -60,7 +60,11 @@ def promote_cmd(
     assert source and target and priority and assigned_to and description and backout_plan
     if source == target:
         raise BadInput("--source and --target must differ")
+    from blocks import config
     from flows.promote_flow import promote
+
+    # "nothing to promote" is an answer, not a failed run: say it before a run starts
+    config.inventory(None).promotable(source, target, include or [], exclude or [])
 
     promotion = promote(
         source=source, target=target, priority=priority, assigned_to=assigned_to,
@@ -85,7 +89,7 @@ def ci_cmd(
         raise BadInput(f"--commit wants a full 40-hex commit sha: {commit!r}")
     from flows.ci_flow import ci
 
-    result = ci(repo, commit, inventory_block=None, locker_block=None)
+    result = ci(repo, commit, inventory_block=None, locker_block=None, changes_block=None)
     failed = f"; failing checks: {', '.join(result.failed_checks)}" if result.failed_checks else ""
     emit(result, as_json, f"ci {result.scope}: {len(result.recorded)} entries recorded, "
           f"{len(result.evidence)} evidence{failed}")  # fmt: skip
@@ -103,6 +107,9 @@ def deploy_cmd(
     ] = None,
     force: Annotated[bool, typer.Option("--force")] = False,
     emergency: Annotated[bool, typer.Option("--emergency")] = False,
+    change_request: Annotated[
+        str | None, typer.Option(help="Carry on with this CR (its delta and its summary).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Deploy what changed to one environment and region under its own change request."""
@@ -110,10 +117,16 @@ def deploy_cmd(
 
     argv = shlex.split(command) if command else None
     env_file = str(environments) if environments else settings().environments_file
-    environment_spec(environment, region, env_file, argv)  # bad input before any run starts
+    # bad input is refused before a run starts
+    environment_spec(environment, region, env_file, argv)
+    from blocks import config
+
+    if config.inventory(None).resolve(environment) is None:
+        raise BadInput(f"unknown environment {environment!r}: the inventory has no such branch")
     outcome = deploy(
         environment=environment, region=region, command=argv, force=force, emergency=emergency,
-        environments_file=env_file, inventory_block=None, locker_block=None, changes_block=None,
+        change_request=change_request, environments_file=env_file, inventory_block=None,
+        locker_block=None, changes_block=None,
     )  # fmt: skip
     human = f"{outcome.change_request or '-'} {environment}/{region}: {outcome.message}"
     if outcome.change_request:

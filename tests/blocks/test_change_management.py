@@ -1,17 +1,31 @@
-"""GitChangeManagement against a real bare remote: ids, one commit per change, audit trail."""
+"""GitChangeManagement against a real bare remote: ids, one commit per change, audit trail,
+incidents."""
 
 from __future__ import annotations
 
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 
 from blocks.change_management import GitChangeManagement
-from changeflow.errors import BadInput
-from changeflow.models import Approval, ChangeRequest, ChangeState
+from changeflow.errors import BadInput, IntegrityError
+from changeflow.incidents import GracePeriods, Incident, incidents_from_evidence, reconcile
+from changeflow.models import (
+    Approval,
+    ChangeRequest,
+    ChangeState,
+    Evidence,
+    EvidenceDetails,
+    EvidenceOrigin,
+    EvidenceResult,
+    Finding,
+    Severity,
+    asset_id,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -147,3 +161,94 @@ def test_from_env(monkeypatch: pytest.MonkeyPatch, bare: Path) -> None:
         GitChangeManagement.from_env()
     monkeypatch.setenv("CHANGEFLOW_CHANGE_REPO_URL", bare.as_uri())
     assert GitChangeManagement.from_env().list() == []
+
+
+def _incidents(today: date, *findings: str) -> list[Incident]:
+    uri = "artifact://app@sha256:" + "a" * 64
+    record = Evidence(
+        date=datetime(2026, 11, 1, tzinfo=UTC),
+        evidence_type_id="com.ibm.static_scan",
+        origin=EvidenceOrigin(scope="ci-1"),
+        details=EvidenceDetails(result=EvidenceResult.failure, tool="bandit"),
+        assets=[asset_id(uri)],
+        findings=[Finding(id=f, severity=Severity.high) for f in findings],
+    ).sealed()
+    return incidents_from_evidence([record], {asset_id(uri): uri}, GracePeriods(), today)
+
+
+def test_incidents_are_stored_one_commit_per_reconciliation(
+    changes: GitChangeManagement, bare: Path, tmp_path: Path
+) -> None:
+    assert changes.incidents() == []
+    assert changes.put_incidents([], "nothing") is None
+    changes.create(draft())
+    today = date(2026, 11, 26)
+    first = reconcile(changes.incidents(), _incidents(today, "B105", "B301"), today)
+    before = int(_git(bare, "rev-list", "--count", "main"))
+    changes.put_incidents(first, "ci run ci-1", by="ci")
+    assert int(_git(bare, "rev-list", "--count", "main")) == before + 1
+    files = _git(bare, "ls-tree", "-r", "--name-only", "main", "incidents/").split()
+    assert files == sorted(f"incidents/{i.id}.json" for i in first)
+    assert _git(bare, "log", "-1", "--format=%an|%s", "main").strip() == "ci|incidents: ci run ci-1"
+    # another reader sees them; the CR ids are not disturbed by the incidents folder
+    reader = GitChangeManagement(remote_url=bare.as_uri(), cache_dir=str(tmp_path / "reader"))
+    assert reader.incidents() == first
+    assert reader.create(draft()).id == "CHG0000002"
+    # B301 fixed a week later: one commit closes it, B105 keeps its found date
+    later = date(2026, 12, 3)
+    writes = reconcile(reader.incidents(), _incidents(later, "B105"), later)
+    assert [w.finding_id for w in writes] == ["B301"]
+    changes.put_incidents(writes, "ci run ci-2")
+    stored = {i.finding_id: i for i in changes.incidents()}
+    assert (stored["B301"].state, stored["B301"].closed) == ("closed", later)
+    assert (stored["B105"].state, stored["B105"].found) == ("open", today)
+
+
+def test_tampered_incident_is_an_integrity_error(changes: GitChangeManagement) -> None:
+    (incident,) = _incidents(date(2026, 11, 26), "B105")
+    other = incident.model_copy(update={"id": "INC-" + "0" * 24})
+    changes.git.commit("main", lambda _p: {f"incidents/{incident.id}.json": other.to_json()}, "x")
+    with pytest.raises(IntegrityError, match="holds INC-0000"):
+        changes.incidents()
+    changes.git.commit("main", lambda _p: {f"incidents/{incident.id}.json": b"{}"}, "y")
+    with pytest.raises(IntegrityError, match="is not an incident"):
+        changes.incidents()
+
+
+def test_identical_concurrent_drafts_still_get_distinct_ids(
+    bare: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two writers building the same record on the same parent within the same second would
+    # build the same commit; its push then "succeeds" for both and one CR silently vanishes.
+    monkeypatch.setenv("GIT_AUTHOR_DATE", "2026-11-26T12:00:00Z")
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "2026-11-26T12:00:00Z")
+    created = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+    def same(change_id: str) -> ChangeRequest:
+        return ChangeRequest(
+            id=change_id, environment="prod", region="us-south", deployment_run_id="deploy-1",
+            created=created,
+        )  # fmt: skip
+
+    count = 6
+    start = threading.Barrier(count)
+    ids: list[str] = []
+    errors: list[BaseException] = []
+
+    def create(i: int) -> None:
+        try:
+            block = GitChangeManagement(remote_url=bare.as_uri(), cache_dir=str(tmp_path / f"{i}"))
+            block.git  # noqa: B018
+            start.wait()
+            ids.append(block.create(same).id)
+        except BaseException as exc:
+            errors.append(exc)
+
+    workers = [threading.Thread(target=create, args=(i,)) for i in range(count)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert errors == []
+    assert sorted(ids) == [f"CHG{n:07d}" for n in range(1, count + 1)]
+    assert _git(bare, "rev-list", "--count", "main").strip() == str(count)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
 from botocore.exceptions import ClientError
+from conftest import S3Server, new_bucket
 
 from blocks.evidence_locker import EvidenceLocker
 from changeflow.canonical import digest
 from changeflow.errors import IntegrityError
 from changeflow.evidence import make_evidence
-from changeflow.models import Asset, Evidence
+from changeflow.models import Asset, Evidence, InventoryEntry
 from changeflow.summary import summarize
 
 COMMIT = Asset.for_uri("https://example.com/org/app#" + "a" * 40)
@@ -120,3 +122,160 @@ def test_secret_key_is_not_printed(locker: EvidenceLocker) -> None:
     secret = locker.credentials.aws_secret_access_key.get_secret_value()
     assert secret not in repr(locker)
     assert secret not in str(locker.model_dump())
+
+
+# -- broken links are named ----------------------------------------------------------------
+
+
+def _entry(locker: EvidenceLocker, name: str, artifact: bytes) -> tuple[Asset, InventoryEntry]:
+    stored = locker.store_attachment_bytes(artifact, name)
+    asset = Asset.for_uri(f"artifact://{name}@{stored.hash}")
+    entry = InventoryEntry(
+        name=name, artifact=stored.url, version="1.0", type="file", sha256=stored.hash,
+        repository_url="https://example.com/org/app", commit_sha="a" * 40, build_number="1",
+        pipeline_run_id="ci-1", provenance=asset.uri,
+    )  # fmt: skip
+    return asset, entry
+
+
+def test_overwritten_attachment_is_named_by_verify_summary(unlocked_locker: EvidenceLocker) -> None:
+    locker = unlocked_locker
+    record = locker.put_evidence(_evidence(locker), [COMMIT])
+    summary = summarize(
+        scope="deploy-x", environment="prod", region="us-south",
+        assets={COMMIT.id: COMMIT.uri}, records=[record],
+    )  # fmt: skip
+    url, sha = locker.put_summary(summary)
+    assert locker.verify_summary(url, sha) == (3, [])
+    attachment = record.attachments[0].hash
+    locker.client.put_object(
+        Bucket=locker.bucket, Key=locker.attachment_key(attachment), Body=b"<testsuite>forged"
+    )
+    _, broken = locker.verify_summary(url, sha)
+    assert len(broken) == 1
+    assert record.id in broken[0] and attachment in broken[0]
+    assert "no longer matches" in broken[0]
+
+
+def test_overwritten_evidence_is_named_by_verify_summary(unlocked_locker: EvidenceLocker) -> None:
+    locker = unlocked_locker
+    record = locker.put_evidence(_evidence(locker), [COMMIT])
+    summary = summarize(
+        scope="deploy-y", environment="prod", region="us-south",
+        assets={COMMIT.id: COMMIT.uri}, records=[record],
+    )  # fmt: skip
+    url, sha = locker.put_summary(summary)
+    forged = record.model_copy(
+        update={"details": record.details.model_copy(update={"tool": "forged"})}
+    )
+    locker.client.put_object(
+        Bucket=locker.bucket, Key=locker.evidence_key(record.id), Body=forged.to_json()
+    )
+    _, broken = locker.verify_summary(url, sha)
+    assert broken == [f"evidence {record.id} does not hash to its id"]
+    # unparseable is never a pass either
+    locker.client.put_object(
+        Bucket=locker.bucket, Key=locker.evidence_key(record.id), Body=b"not json"
+    )
+    _, broken = locker.verify_summary(url, sha)
+    assert broken == [f"evidence {record.id} is not a valid record"]
+
+
+def test_objects_deleted_out_of_band_are_named(unlocked_locker: EvidenceLocker) -> None:
+    locker = unlocked_locker
+    record = locker.put_evidence(_evidence(locker), [COMMIT])
+    summary = summarize(
+        scope="deploy-z", environment="prod", region="us-south",
+        assets={COMMIT.id: COMMIT.uri}, records=[record],
+    )  # fmt: skip
+    url, sha = locker.put_summary(summary)
+    attachment_key = locker.attachment_key(record.attachments[0].hash)
+    locker.client.delete_object(Bucket=locker.bucket, Key=attachment_key)
+    _, broken = locker.verify_summary(url, sha)
+    assert len(broken) == 1 and record.id in broken[0] and attachment_key in broken[0]
+    assert "missing" in broken[0]
+    locker.client.delete_object(Bucket=locker.bucket, Key=locker.evidence_key(record.id))
+    _, broken = locker.verify_evidence([record.id])
+    assert broken == [f"{locker.url(locker.evidence_key(record.id))} is missing"]
+    locker.client.delete_object(Bucket=locker.bucket, Key=locker.summary_key("deploy-z"))
+    assert locker.verify_summary(url, sha) == (1, [f"{url} is missing"])
+
+
+def test_verify_entries_names_entries_without_evidence(unlocked_locker: EvidenceLocker) -> None:
+    locker = unlocked_locker
+    with_evidence, entry_ok = _entry(locker, "app/wheel", b"wheel bytes")
+    _, entry_bare = _entry(locker, "app/sdist", b"sdist bytes")
+    record = make_evidence(
+        evidence_type_id="com.ibm.unit_tests", result="success", tool="pytest", scope="ci-1",
+        assets=[with_evidence], date=datetime(2026, 11, 1, tzinfo=UTC),
+    )  # fmt: skip
+    locker.put_evidence(record, [with_evidence])
+    checked, broken = locker.verify_entries([entry_ok, entry_bare])
+    assert checked == 3  # two artifacts and one evidence record
+    assert broken == [f"entry app/sdist: no evidence for {entry_bare.provenance}"]
+    # the marker still lists the record, but the record itself is gone: named too
+    locker.client.delete_object(Bucket=locker.bucket, Key=locker.evidence_key(record.id))
+    _, broken = locker.verify_entries([entry_ok])
+    assert broken == [f"{locker.url(locker.evidence_key(record.id))} is missing"]
+    # and so is an artifact overwritten behind the entry
+    locker.client.put_object(
+        Bucket=locker.bucket, Key=locker.attachment_key(entry_ok.sha256), Body=b"other"
+    )
+    _, broken = locker.verify_entries([entry_ok])
+    assert f"entry app/wheel: artifact attachment {entry_ok.sha256} no longer matches" in broken[0]
+
+
+# -- the bucket check ------------------------------------------------------------------------
+
+
+def test_storage_check_passes_on_a_locked_bucket(locker: EvidenceLocker) -> None:
+    check = locker.check_storage()
+    assert check["versioned"] and check["locked"] and check["retention_ok"] and check["ok"]
+    assert check["default_retention"] == {"mode": "COMPLIANCE", "days": 1}
+    assert check["probe"]["mode"] == "COMPLIANCE" and check["probe"]["days"] == 1
+    assert check["retention_days"] == 1 and check["required_days"] == 1
+    # the probe is a real object the server keeps under the locker's retention
+    head = locker.client.head_object(Bucket=locker.bucket, Key=check["probe"]["key"])
+    assert head["ObjectLockMode"] == "COMPLIANCE"
+
+
+def test_storage_check_fails_when_retention_is_shorter(s3_server: S3Server) -> None:
+    short = s3_server.locker(new_bucket(), retention_days=1)
+    short.create_bucket()  # default rule: 1 day
+    wants_more = s3_server.locker(short.bucket, retention_days=2)
+    check = wants_more.check_storage()
+    # the probe gets 2 days, but objects written without retention would get only 1
+    assert check["probe"]["days"] == 2 and check["default_retention"]["days"] == 1
+    assert check["retention_days"] == 1
+    assert check["versioned"] and check["locked"]
+    assert not check["retention_ok"] and not check["ok"]
+    governance = s3_server.locker(short.bucket, retention_days=1, retention_mode="GOVERNANCE")
+    check = governance.check_storage()
+    assert check["retention_mode"] == "GOVERNANCE" and check["ok"]
+    strict = s3_server.locker(short.bucket, retention_days=1)
+    assert strict.check_storage()["ok"]
+
+
+def test_storage_check_fails_on_an_unlocked_bucket(unlocked_locker: EvidenceLocker) -> None:
+    check = unlocked_locker.check_storage()
+    assert check["versioned"] is False and check["locked"] is False
+    assert check["retention_days"] == 0 and check["probe"] is None
+    assert not check["ok"]
+    assert unlocked_locker._list("") == []  # no probe written where nothing is retained
+
+
+def test_record_storage_check_turns_the_check_into_evidence(
+    locker: EvidenceLocker, unlocked_locker: EvidenceLocker
+) -> None:
+    from tasks.evidence import record_storage_check
+
+    good = record_storage_check.fn(locker, "deploy-1", [COMMIT])
+    assert good.evidence_type_id == "com.ibm.immutable_storage"
+    assert good.result.value == "success"
+    assert locker.get_evidence(good.id) == good
+    assert locker.evidence_ids(COMMIT.id) == [good.id]
+    check = json.loads(locker.get_attachment(good.attachments[0].hash))
+    assert check["ok"] is True and check["bucket"] == locker.bucket
+    bad = record_storage_check.fn(unlocked_locker, "deploy-1", [COMMIT])
+    assert bad.result.value == "failure"
+    assert json.loads(unlocked_locker.get_attachment(bad.attachments[0].hash))["ok"] is False

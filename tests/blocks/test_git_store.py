@@ -224,3 +224,21 @@ def test_errors_never_show_url_credentials(tmp_path: Path) -> None:
         remote.fetch()
     assert "s3cr3t-token" not in str(info.value)
     assert "s3cr3t-token" not in repr(remote)
+
+
+def test_ref_value_is_what_a_compare_and_swap_expects(remote: GitRemote, bare: Path) -> None:
+    head = remote.commit("master", _put({"a": b"1"}), "one")
+    assert head is not None
+    _git(
+        bare, "-c", "user.name=t", "-c", "user.email=t@t", "tag", "-a", "-m", "x", "v_latest", head
+    )
+    remote.fetch()
+    tag_object = _git(bare, "rev-parse", "refs/tags/v_latest").strip()
+    assert tag_object != head  # an annotated tag: the ref holds the tag object
+    assert remote.ref_value("refs/tags/v_latest") == tag_object
+    assert remote.resolve("v_latest") == head
+    assert remote.ref_value("refs/heads/master") == head
+    assert remote.ref_value("refs/tags/absent") is None
+    remote.delete_ref("refs/tags/v_latest", expected=tag_object)
+    with pytest.raises(ValueError):
+        remote.ref_value("master")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from blocks.git_store import RefConflict
 from blocks.inventory import PROMOTION_FILE, GitInventory, is_entry_path
 from changeflow.errors import BadInput, IntegrityError, NotReady
 from changeflow.models import InventoryEntry, Promotion
@@ -119,6 +122,10 @@ def test_hidden_markdown_and_ignored_files_are_not_entries(inventory: GitInvento
     )
     assert sorted(inventory.entries("master")) == ["app-a", "tools/app-b"]
     assert inventory.get("tools/list.txt", "master") is None
+    head = inventory.resolve("master")
+    with pytest.raises(BadInput, match=r"matches \.inventoryignore"):
+        inventory.add_entries([entry("app-c"), entry("scratch/app-d")])  # would vanish
+    assert inventory.resolve("master") == head
     assert is_entry_path("a/b") and not is_entry_path("a/.b") and not is_entry_path("x.md")
     assert not is_entry_path("deep/dir/file.txt", ["*.txt"])
     assert not is_entry_path("scratch/x", ["/scratch"])
@@ -247,3 +254,138 @@ def test_from_env(monkeypatch: pytest.MonkeyPatch, bare: Path) -> None:
     block = GitInventory.from_env()
     assert block.remote_url == bare.as_uri()
     assert block.branches() == []
+
+
+def test_sixteen_ci_writers_lose_nothing(bare: Path, tmp_path: Path) -> None:
+    writers, builds = 16, 3
+    start = threading.Barrier(writers)
+    errors: list[BaseException] = []
+
+    def ci(i: int) -> None:
+        try:
+            # like CI jobs on shared and separate agents: some share a mirror, most do not
+            cache = tmp_path / ("shared" if i % 4 == 0 else f"agent-{i}")
+            inventory = GitInventory(remote_url=bare.as_uri(), cache_dir=str(cache))
+            start.wait()
+            for j in range(builds):
+                inventory.add_entries(
+                    [entry(f"team-{i}/app", f"1.0.{j}"), entry(f"team-{i}/lib-{j}")],
+                    message=f"ci {i} build {j}",
+                )
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ci, args=(i,)) for i in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    reader = GitInventory(remote_url=bare.as_uri(), cache_dir=str(tmp_path / "reader"))
+    entries = reader.entries("master")
+    assert len(entries) == writers * (1 + builds)
+    for i in range(writers):
+        assert entries[f"team-{i}/app"] == entry(f"team-{i}/app", f"1.0.{builds - 1}")
+    assert _git(bare, "rev-list", "--merges", "master") == ""
+    messages = _git(bare, "log", "--format=%s", "master").splitlines()
+    assert sorted(messages) == sorted(f"ci {i} build {j}" for i in range(writers)
+                                      for j in range(builds))  # fmt: skip
+    # every build's own commit is in the linear history, readable with its entries
+    assert len(reader.log("master", "team-3/app")) == builds
+
+
+def test_labels_add_move_delete(inventory: GitInventory, bare: Path) -> None:
+    first = inventory.add_entries([entry("app-a")])
+    second = inventory.add_entries([entry("app-a", "2.0.0")])
+    assert first and second
+    assert inventory.add_label("prod_latest", first) == first
+    assert inventory.add_label("us-south_prod_latest", "prod_latest") == first
+    with pytest.raises(BadInput, match="already exists"):
+        inventory.add_label("prod_latest", second)
+    assert _git(bare, "rev-parse", "prod_latest").strip() == first
+    assert inventory.move_label("prod_latest", "master") == second
+    assert inventory.labels() == {"prod_latest": second, "us-south_prod_latest": first}
+    assert inventory.delete_label("us-south_prod_latest") == first
+    assert inventory.labels() == {"prod_latest": second}
+    for bad in ["bad label", "a..b", "x.lock", "-x", "a~1", ""]:
+        with pytest.raises(BadInput):
+            inventory.add_label(bad, "master")
+    with pytest.raises(BadInput, match="unknown label"):
+        inventory.move_label("never-made", "master")
+    with pytest.raises(BadInput, match="unknown label"):
+        inventory.delete_label("never-made")
+    with pytest.raises(BadInput, match="unknown inventory"):
+        inventory.add_label("run-1", "no-such-ref")
+    with pytest.raises(BadInput, match="hidden by the branch"):
+        inventory.add_label("master", "master")
+    assert inventory.labels() == {"prod_latest": second}
+
+
+def test_moving_a_label_is_a_compare_and_swap(
+    inventory: GitInventory, bare: Path, tmp_path: Path
+) -> None:
+    first = inventory.add_entries([entry("app-a")])
+    second = inventory.add_entries([entry("app-a", "2.0.0")])
+    assert first and second
+    inventory.add_label("prod_latest", first)
+    other = GitInventory(remote_url=bare.as_uri(), cache_dir=str(tmp_path / "other"))
+    seen = inventory.git.ref_value("refs/tags/prod_latest")
+    other.move_label("prod_latest", second)  # someone else moves it meanwhile
+    with pytest.raises(RefConflict):
+        inventory.git.set_ref("refs/tags/prod_latest", first, expected=seen)
+    assert _git(bare, "rev-parse", "prod_latest").strip() == second
+
+
+def test_validate_names_every_bad_file(inventory: GitInventory) -> None:
+    inventory.add_entries([entry("app-a"), entry("team/app-b")])
+    assert inventory.validate("master")[1:] == (2, [])
+    good = entry("team/app-c").model_dump(mode="json")
+    inventory.git.commit(
+        "master",
+        lambda _parent: {
+            "broken": b"{not json",
+            "list": b"[1, 2]",
+            "team/bad-digest": json.dumps(
+                {**good, "name": "team/bad-digest", "sha256": "sha256:xyz"}
+            ).encode(),
+            "team/bad-commit": json.dumps(
+                {**good, "name": "team/bad-commit", "commit_sha": "HEAD"}
+            ).encode(),
+            "team/alias": json.dumps(good).encode(),
+            "a" * 201: json.dumps({**good, "name": "a" * 201}).encode(),
+            ".hidden/entry": b"not checked: hidden",
+            "NOTES.md": b"not checked: markdown",
+            "scratch/junk": b"not checked: ignored",
+            ".inventoryignore": b"scratch/\n",
+        },
+        "hand-pushed files",
+    )
+    commit, checked, bad = inventory.validate("master")
+    assert commit == inventory.resolve("master") and checked == 8
+    problems = {b.name: b.problem for b in bad}
+    assert sorted(problems) == sorted(
+        ["broken", "list", "team/bad-digest", "team/bad-commit", "team/alias", "a" * 201]
+    )
+    assert problems["broken"].startswith("not JSON")
+    assert problems["list"] == "not a JSON object but list"
+    assert problems["team/bad-digest"].startswith("sha256:")
+    assert problems["team/bad-commit"].startswith("commit_sha:")
+    assert problems["team/alias"] == "names itself 'team/app-c'"
+    assert "1 to 200 characters" in problems["a" * 201]
+    with pytest.raises(BadInput):
+        inventory.validate("no-such-env")
+
+
+def test_promotable_answers_before_any_write(inventory: GitInventory, bare: Path) -> None:
+    inventory.add_entries([entry("app-a"), entry("db/schema")])
+    assert inventory.promotable("master", "staging") == ["app-a", "db/schema"]
+    assert inventory.promotable("master", "staging", exclude=["db/*"]) == ["app-a"]
+    inventory.promote(promotion("p1"))
+    before = _git(bare, "for-each-ref")
+    with pytest.raises(NotReady, match="nothing to promote from master to staging"):
+        inventory.promotable("master", "staging")
+    with pytest.raises(BadInput):
+        inventory.promotable("no-such-env", "prod")
+    with pytest.raises(BadInput):
+        inventory.promotable("master", "master")
+    assert _git(bare, "for-each-ref") == before

@@ -1,0 +1,148 @@
+"""What a deploy run shows release managers: artifacts with stable keys, and events.
+
+Keys are stable per environment and region, so the Artifacts page keeps the history of each.
+Events carry the CR as their resource, so Automations can react without code.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
+from prefect.events import emit_event
+
+from changeflow.delta import Delta
+from changeflow.models import ChangeRequest
+from changeflow.render import markdown_table, render_change_request
+from changeflow.summary import EvidenceSummary
+
+__all__ = [
+    "artifact_key",
+    "emit_change_event",
+    "emit_evidence_failed",
+    "publish_change_request",
+    "publish_delta",
+    "publish_summary",
+]
+
+
+def artifact_key(kind: str, environment: str, region: str) -> str:
+    """A stable artifact key: lowercase letters, digits and dashes only."""
+    return re.sub(r"[^a-z0-9-]+", "-", f"{kind}-{environment}-{region}".lower()).strip("-")
+
+
+def publish_change_request(cr: ChangeRequest, link: str | None = None) -> None:
+    """The CR as rendered, and a link to its record."""
+    create_markdown_artifact(
+        key=artifact_key("change-request", cr.environment, cr.region),
+        markdown=render_change_request(cr),
+        description=f"{cr.id} ({cr.state.value})",
+    )
+    if link:
+        create_link_artifact(
+            key=artifact_key("change-request-link", cr.environment, cr.region),
+            link=link,
+            link_text=f"{cr.id} in change management",
+        )
+
+
+def publish_summary(summary: EvidenceSummary, url: str, sha256: str) -> None:
+    """The evidence summary as a table: pass or fail per evidence type, with links."""
+    rows = [
+        [
+            item.evidence_type_id,
+            "pass" if item.result.value == "success" else item.result.value.upper(),
+            item.asset_uri,
+            item.tool,
+            item.summary or "",
+            item.evidence_id[:12],
+        ]
+        for item in sorted(summary.evidence, key=lambda i: (i.evidence_type_id, i.asset_uri))
+    ]
+    markdown = "\n\n".join(
+        [
+            f"# Evidence summary: {summary.environment} / {summary.region}",
+            f"Stored at `{url}` ({sha256}).",
+            markdown_table(["evidence type", "result", "asset", "tool", "summary", "id"], rows)
+            if rows
+            else "No evidence was found for the delta.",
+        ]
+    )
+    create_markdown_artifact(
+        key=artifact_key("evidence-summary", summary.environment, summary.region),
+        markdown=markdown,
+        description=f"{len(summary.failed)} of {len(summary.evidence)} not passing",
+    )
+
+
+def publish_delta(delta: Delta, environment: str, region: str) -> None:
+    """The delta as a table: one row per entry that changes."""
+    rows: list[dict[str, Any]] = [
+        {
+            "entry": name,
+            "change": "added" if name in delta.added else "changed",
+            "version": delta.entries[name].version,
+            "sha256": delta.entries[name].sha256,
+            "commit": delta.entries[name].commit_sha[:12],
+        }
+        for name in delta.updated
+    ]
+    rows += [
+        {"entry": n, "change": "deleted", "version": "", "sha256": "", "commit": ""}
+        for n in delta.deleted
+    ]
+    create_table_artifact(
+        table=rows, key=artifact_key("delta", environment, region), description="What changes"
+    )
+
+
+def _resource(cr: ChangeRequest) -> dict[str, str]:
+    return {
+        "prefect.resource.id": f"changeflow.change_request.{cr.id}",
+        "prefect.resource.name": cr.id,
+        "changeflow.environment": cr.environment,
+        "changeflow.region": cr.region,
+        "changeflow.state": cr.state.value,
+    }
+
+
+def emit_change_event(name: str, cr: ChangeRequest, **payload: Any) -> None:
+    """Emit `changeflow.<name>` about a CR (created, approved, rejected, closed, ...)."""
+    related = [
+        {
+            "prefect.resource.id": "prefect.artifact."
+            + artifact_key("change-request", cr.environment, cr.region),
+            "prefect.resource.role": "artifact",
+        }
+    ]
+    emit_event(
+        event=f"changeflow.{name}",
+        resource=_resource(cr),
+        related=related,
+        payload={
+            "deployment_ready": cr.deployment_ready,
+            "close_category": cr.close_category.value if cr.close_category else None,
+            "reasons": cr.readiness_reasons,
+            **payload,
+        },
+    )
+
+
+def emit_evidence_failed(summary: EvidenceSummary, cr: ChangeRequest) -> None:
+    """Emit `changeflow.evidence.failed` once per failing piece of evidence in a summary."""
+    for item in summary.failed:
+        emit_event(
+            event="changeflow.evidence.failed",
+            resource={
+                "prefect.resource.id": f"changeflow.evidence.{item.evidence_id}",
+                "changeflow.evidence_type": item.evidence_type_id,
+                "changeflow.asset": item.asset_uri,
+            },
+            related=[{**_resource(cr), "prefect.resource.role": "change-request"}],
+            payload={"result": item.result.value, "tool": item.tool, "summary": item.summary},
+        )

@@ -1,0 +1,263 @@
+"""Change windows: loading, weekly openings across DST, freezes, emergencies."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from changeflow.errors import BadInput
+from changeflow.windows import Calendar, decide_window, load_calendar, parse_calendar
+
+BERLIN = ZoneInfo("Europe/Berlin")
+NEW_YORK = ZoneInfo("America/New_York")
+
+CALENDAR = """
+[environments.prod]
+timezone = "Europe/Berlin"
+outside_window = "wait"
+
+[[environments.prod.windows]]
+days = ["tue", "thu"]
+start = "22:00"
+end = "02:00"
+
+[[environments.prod.freezes]]
+start = 2026-12-20T00:00:00+01:00
+end = 2027-01-04T00:00:00+01:00
+reason = "year-end freeze"
+
+[environments.staging]
+timezone = "America/New_York"
+outside_window = "refuse"
+
+[[environments.staging.windows]]
+days = ["mon", "tue", "wed", "thu", "fri"]
+start = 09:00:00
+end = 17:00:00
+
+[environments.qa]
+timezone = "UTC"
+
+[[environments.qa.freezes]]
+start = 2026-06-01T00:00:00
+end = 2026-06-02T00:00:00
+reason = "qa migration"
+"""
+
+
+@pytest.fixture
+def calendar() -> Calendar:
+    return parse_calendar(CALENDAR)
+
+
+def at(zone: ZoneInfo, *args: int) -> datetime:
+    return datetime(*args, tzinfo=zone)  # type: ignore[misc]
+
+
+def test_inside_a_window_is_allowed(calendar: Calendar) -> None:
+    # Tuesday 2026-11-24 23:00 Berlin, inside tue 22:00-02:00
+    decision = decide_window(calendar, "prod", at(BERLIN, 2026, 11, 24, 23, 0), emergency=False)
+    assert decision.allowed and not decision.exempt and decision.wait_until is None
+    assert decision.action == "proceed"
+    # past midnight: Wednesday 01:30 still belongs to Tuesday's window
+    assert decide_window(calendar, "prod", at(BERLIN, 2026, 11, 25, 1, 30), False).allowed
+    # the end is exclusive
+    assert not decide_window(calendar, "prod", at(BERLIN, 2026, 11, 25, 2, 0), False).allowed
+
+
+def test_outside_a_window_waits_for_the_next_opening(calendar: Calendar) -> None:
+    decision = decide_window(calendar, "prod", at(BERLIN, 2026, 11, 25, 12, 0), emergency=False)
+    assert not decision.allowed and decision.action == "wait"
+    assert decision.wait_until == at(BERLIN, 2026, 11, 26, 22, 0).astimezone(UTC)
+    assert decision.wait_until is not None and decision.wait_until.tzinfo is UTC
+    assert "outside the change windows of prod" in decision.reason
+    assert "2026-11-26T22:00:00+01:00" in decision.reason
+
+
+def test_refuse_outside_a_window_names_the_next_opening(calendar: Calendar) -> None:
+    decision = decide_window(calendar, "staging", at(NEW_YORK, 2026, 11, 28, 10, 0), False)
+    assert decision.action == "refuse" and decision.wait_until is None
+    assert "refused" in decision.reason and "2026-11-30T09:00:00-05:00" in decision.reason
+
+
+def test_no_window_configured_is_always_allowed(calendar: Calendar) -> None:
+    for moment in (at(UTC, 2026, 1, 1, 3, 0), at(UTC, 2026, 7, 4, 12, 0)):
+        decision = decide_window(calendar, "dev", moment, emergency=False)
+        assert decision.allowed and "no change window configured for dev" in decision.reason
+        assert decide_window(Calendar(), "prod", moment, emergency=False).allowed
+    # an environment with freezes only is open outside them
+    assert decide_window(calendar, "qa", at(UTC, 2026, 5, 31, 12, 0), False).allowed
+
+
+def test_freeze_overlapping_a_window_blocks_it(calendar: Calendar) -> None:
+    # Tuesday 2026-12-22 23:00 is inside a window but inside the year-end freeze
+    decision = decide_window(calendar, "prod", at(BERLIN, 2026, 12, 22, 23, 0), emergency=False)
+    assert not decision.allowed
+    assert "frozen until 2027-01-04T00:00:00+01:00 (year-end freeze)" in decision.reason
+    # the next opening is the first window after the freeze: Tuesday 2027-01-05 22:00
+    assert decision.wait_until == at(BERLIN, 2027, 1, 5, 22, 0).astimezone(UTC)
+
+
+def test_freeze_ending_inside_a_window_opens_at_its_end() -> None:
+    calendar = parse_calendar(
+        """
+        [environments.prod]
+        timezone = "UTC"
+        [[environments.prod.windows]]
+        days = ["mon"]
+        start = "08:00"
+        end = "18:00"
+        [[environments.prod.freezes]]
+        start = 2026-11-30T07:00:00Z
+        end = 2026-11-30T12:00:00Z
+        reason = "db upgrade"
+        """
+    )
+    decision = decide_window(calendar, "prod", at(UTC, 2026, 11, 30, 9, 0), emergency=False)
+    assert decision.wait_until == at(UTC, 2026, 11, 30, 12, 0)
+    assert decide_window(calendar, "prod", at(UTC, 2026, 11, 30, 12, 0), False).allowed
+
+
+def test_freeze_without_offset_is_in_the_environment_zone(calendar: Calendar) -> None:
+    decision = decide_window(calendar, "qa", at(UTC, 2026, 6, 1, 12, 0), emergency=False)
+    assert decision.wait_until == at(UTC, 2026, 6, 2, 0, 0)
+    tokyo = parse_calendar(CALENDAR.replace('timezone = "UTC"', 'timezone = "Asia/Tokyo"'))
+    freeze = tokyo.environments["qa"].freezes[0]
+    assert freeze.start == at(ZoneInfo("Asia/Tokyo"), 2026, 6, 1, 0, 0)
+
+
+def test_emergency_is_exempt_and_says_so(calendar: Calendar) -> None:
+    frozen = decide_window(calendar, "prod", at(BERLIN, 2026, 12, 24, 12, 0), emergency=True)
+    assert frozen.allowed and frozen.exempt and frozen.wait_until is None
+    assert frozen.reason.startswith("emergency: exempt from change windows")
+    assert "year-end freeze" in frozen.reason
+    # an emergency inside a window needs no exemption
+    inside = decide_window(calendar, "prod", at(BERLIN, 2026, 11, 24, 23, 0), emergency=True)
+    assert inside.allowed and not inside.exempt
+
+
+def test_windows_keep_wall_clock_hours_across_dst() -> None:
+    calendar = parse_calendar(
+        """
+        [environments.prod]
+        timezone = "America/New_York"
+        [[environments.prod.windows]]
+        days = ["sun"]
+        start = "01:00"
+        end = "04:00"
+        """
+    )
+    # 2026-03-08: clocks jump 02:00 EST -> 03:00 EDT; the window is 01:00 EST to 04:00 EDT
+    spring_open = at(NEW_YORK, 2026, 3, 8, 1, 0).astimezone(UTC)
+    spring_close = at(NEW_YORK, 2026, 3, 8, 4, 0).astimezone(UTC)
+    assert spring_close - spring_open == timedelta(hours=2)
+    assert decide_window(calendar, "prod", spring_close - timedelta(minutes=1), False).allowed
+    assert not decide_window(calendar, "prod", spring_close, False).allowed
+    before = decide_window(calendar, "prod", spring_open - timedelta(minutes=1), False)
+    assert before.wait_until == spring_open == datetime(2026, 3, 8, 6, 0, tzinfo=UTC)
+    # 2026-11-01: clocks fall back 02:00 EDT -> 01:00 EST; the window lasts four hours
+    fall_open = datetime(2026, 11, 1, 5, 0, tzinfo=UTC)  # 01:00 EDT
+    fall_close = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)  # 04:00 EST
+    assert decide_window(calendar, "prod", fall_open, False).allowed
+    assert decide_window(calendar, "prod", fall_close - timedelta(minutes=1), False).allowed
+    assert not decide_window(calendar, "prod", fall_close, False).allowed
+    # a week on, the opening follows local time again: 01:00 EST = 06:00 UTC
+    after = decide_window(calendar, "prod", fall_close, False)
+    assert after.wait_until == datetime(2026, 11, 8, 6, 0, tzinfo=UTC)
+
+
+def test_window_in_the_spring_gap_still_opens() -> None:
+    calendar = parse_calendar(
+        """
+        [environments.prod]
+        timezone = "Europe/Berlin"
+        [[environments.prod.windows]]
+        days = ["sun"]
+        start = "02:30"
+        end = "05:00"
+        """
+    )
+    # 2026-03-29 02:30 does not exist in Berlin; the window opens when the clocks jump
+    decision = decide_window(calendar, "prod", datetime(2026, 3, 28, 12, 0, tzinfo=UTC), False)
+    assert decision.wait_until is not None
+    assert decision.wait_until.astimezone(BERLIN).date().isoformat() == "2026-03-29"
+    assert decide_window(calendar, "prod", datetime(2026, 3, 29, 2, 0, tzinfo=UTC), False).allowed
+
+
+def test_no_opening_in_sight_refuses() -> None:
+    calendar = parse_calendar(
+        """
+        [environments.prod]
+        [[environments.prod.windows]]
+        days = ["mon"]
+        start = "08:00"
+        end = "09:00"
+        [[environments.prod.freezes]]
+        start = 2026-01-01T00:00:00Z
+        end = 2036-01-01T00:00:00Z
+        reason = "forever"
+        """
+    )
+    decision = decide_window(calendar, "prod", at(UTC, 2026, 2, 2, 12, 0), False)
+    assert decision.action == "refuse" and "no opening in sight" in decision.reason
+
+
+def test_naive_now_is_bad_input(calendar: Calendar) -> None:
+    with pytest.raises(BadInput, match="time zone"):
+        decide_window(calendar, "prod", datetime(2026, 1, 1, 12, 0), emergency=False)
+
+
+@pytest.mark.parametrize(
+    ("fragment", "field"),
+    [
+        ('timezone = "Mars/Olympus"', "environments.prod.timezone: unknown time zone"),
+        ('outside_window = "later"', "environments.prod.outside_window"),
+        ('colour = "blue"', "environments.prod.colour"),
+        (
+            '[[environments.prod.windows]]\ndays = ["tue"]\nstart = "25:00"\nend = "02:00"',
+            "environments.prod.windows.0.start",
+        ),
+        (
+            '[[environments.prod.windows]]\ndays = ["someday"]\nstart = "01:00"\nend = "02:00"',
+            "environments.prod.windows.0.days.0",
+        ),
+        (
+            '[[environments.prod.windows]]\ndays = []\nstart = "01:00"\nend = "02:00"',
+            "environments.prod.windows.0.days",
+        ),
+        (
+            '[[environments.prod.windows]]\ndays = ["mon"]\nstart = "01:00"\nend = "01:00"',
+            "environments.prod.windows.0: start and end are equal",
+        ),
+        (
+            "[[environments.prod.freezes]]\nstart = 2026-01-02T00:00:00Z\n"
+            'end = 2026-01-01T00:00:00Z\nreason = "x"',
+            "environments.prod.freezes",
+        ),
+        (
+            "[[environments.prod.freezes]]\nstart = 2026-01-01T00:00:00Z\n"
+            "end = 2026-01-02T00:00:00Z",
+            "environments.prod.freezes.0.reason",
+        ),
+    ],
+)
+def test_malformed_calendar_names_the_field(fragment: str, field: str) -> None:
+    with pytest.raises(BadInput) as caught:
+        parse_calendar(f"[environments.prod]\n{fragment}\n", "windows.toml")
+    message = str(caught.value)
+    assert message.startswith("windows.toml: ") and "\n" not in message
+    assert field in message, message
+
+
+def test_load_calendar(tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="no change window calendar"):
+        load_calendar(tmp_path / "missing.toml")
+    path = tmp_path / "windows.toml"
+    path.write_text("[environments.prod\n")
+    with pytest.raises(BadInput, match="not valid TOML"):
+        load_calendar(path)
+    path.write_text(CALENDAR)
+    assert sorted(load_calendar(path).environments) == ["prod", "qa", "staging"]

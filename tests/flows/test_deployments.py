@@ -1,0 +1,190 @@
+"""prefect.yaml: every deployment loads, validates, and is what `changeflow serve` registers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prefect.flows import load_flow_from_entrypoint
+from prefect.utilities.schema_tools import validate
+
+from changeflow.cli.serve import deployment_specs, runner_deployments
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT = ROOT / "prefect.yaml"
+SPECS = deployment_specs(PROJECT)
+# what `prefect.serve` registers: the prefect.yaml of the checkout, through the `changeflow` CLI
+# (the serve command is imported first, so this holds before and after the CLI lists it)
+SERVE = [
+    sys.executable,
+    "-c",
+    "import changeflow.cli.serve; from changeflow.cli import main; main()",
+]
+
+
+def _flow(spec: dict[str, Any]) -> Any:
+    file, _, function = spec["entrypoint"].rpartition(":")
+    return load_flow_from_entrypoint(f"{ROOT / file}:{function}")
+
+
+def test_prefect_yaml_lists_every_flow_and_place() -> None:
+    data = yaml.safe_load(PROJECT.read_text())
+    assert data["name"] == "changeflow"
+    entrypoints = {s["entrypoint"] for s in SPECS}
+    assert entrypoints == {
+        "flows/ci_flow.py:ci",
+        "flows/promote_flow.py:promote",
+        "flows/deploy_flow.py:deploy",
+        "flows/audit_flow.py:verify",
+    }
+    places = {
+        (s["parameters"]["environment"], s["parameters"]["region"])
+        for s in SPECS
+        if s["entrypoint"].endswith(":deploy")
+    }
+    assert places == {("staging", "us-south"), ("prod", "us-south"), ("prod", "eu-de")}
+    assert len({s["name"] for s in SPECS}) == len(SPECS)
+    for spec in SPECS:
+        assert spec["work_pool"]["name"] == "changeflow", spec["name"]
+    for spec in SPECS:
+        if spec["entrypoint"].endswith((":deploy", ":verify")):
+            assert spec["schedules"] and all(s["cron"] and s["timezone"] for s in spec["schedules"])
+    assert "must match the change" in PROJECT.read_text().lower()
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[s["name"] for s in SPECS])
+def test_entrypoint_imports_and_parameters_validate(spec: dict[str, Any]) -> None:
+    flow = _flow(spec)
+    params = spec.get("parameters") or {}
+    unknown = set(params) - set(flow.parameters.properties)
+    assert not unknown, f"{spec['name']}: {unknown} are not parameters of {flow.name}"
+    schema = flow.parameters.model_dump(mode="json")
+    if spec.get("schedules"):
+        # a scheduled run gets nothing but these: every required parameter must be there
+        errors = validate(params, schema, ignore_required=False)
+        assert not errors, [e.message for e in errors]
+        validated = flow.validate_parameters(params)
+        assert set(params) <= set(validated)
+    else:
+        # started by a person or a webhook that supplies the rest
+        errors = validate(params, schema, ignore_required=True)
+        assert not errors, [e.message for e in errors]
+
+
+def test_a_bad_parameter_does_not_validate() -> None:
+    spec = next(s for s in SPECS if s["name"] == "master-to-staging")
+    flow = _flow(spec)
+    schema = flow.parameters.model_dump(mode="json")
+    bad = {**spec["parameters"], "priority": "whenever"}
+    assert validate(bad, schema, ignore_required=False)
+    with pytest.raises(Exception, match="priority"):
+        flow.validate_parameters(bad)
+
+
+def test_serve_builds_the_same_deployments() -> None:
+    built = runner_deployments(PROJECT)
+    assert [(d.flow_name, d.name) for d in built] == [(_flow(s).name, s["name"]) for s in SPECS]
+    by_name = {d.name: d for d in built}
+    eu = by_name["prod-eu-de"]
+    assert eu.parameters == {"environment": "prod", "region": "eu-de"}
+    assert [(s.schedule.cron, s.schedule.timezone) for s in eu.schedules] == [
+        ("0 7 * * 2,4", "Europe/Berlin")
+    ]
+    assert eu.entrypoint == "flows/deploy_flow.py:deploy" or eu.entrypoint.endswith(
+        "flows/deploy_flow.py:deploy"
+    )
+
+
+def test_serve_registers_every_deployment(prefect_api: str, tmp_path: Path) -> None:
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    env = {**os.environ, "PREFECT_API_URL": prefect_api, "PREFECT_LOGGING_LEVEL": "WARNING"}
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [*SERVE, "serve", "--pause-schedules", "--file", str(PROJECT)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        names = {f"{_flow(s).name}/{s['name']}": s for s in SPECS}
+        found: dict[str, Any] = {}
+        deadline = time.monotonic() + 120
+        with get_client(sync_client=True) as client:
+            while set(found) != set(names):
+                assert server.poll() is None, log.read_text()[-3000:]
+                assert time.monotonic() < deadline, (sorted(found), log.read_text()[-3000:])
+                for name in set(names) - set(found):
+                    with contextlib.suppress(ObjectNotFound):
+                        found[name] = client.read_deployment_by_name(name)
+                time.sleep(0.5)
+        for name, spec in names.items():
+            deployment = found[name]
+            assert deployment.parameters == (spec.get("parameters") or {}), name
+            assert sorted(deployment.tags) == sorted(spec["tags"]), name
+            crons = sorted((s.schedule.cron, s.schedule.timezone) for s in deployment.schedules)
+            assert crons == sorted((s["cron"], s["timezone"]) for s in spec.get("schedules", []))
+            assert all(not s.active for s in deployment.schedules), name
+        assert "serving 8 deployments" in log.read_text()
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def test_serve_refuses_an_unknown_deployment(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*SERVE, "serve", "--deployment", "nope", "--file", str(PROJECT)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "no deployment named nope" in done.stderr
+
+
+def test_prefect_deploy_all_accepts_the_file(prefect_api: str) -> None:
+    """The real `prefect deploy --all` registers the same deployments for the work pool."""
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": prefect_api,
+        "CHANGEFLOW_PROJECT_DIR": str(ROOT),
+    }
+    prefect = [sys.executable, "-m", "prefect", "--no-prompt"]
+    pool = subprocess.run(
+        [*prefect, "work-pool", "create", "changeflow", "--type", "process", "--overwrite"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert pool.returncode == 0, pool.stdout + pool.stderr
+    done = subprocess.run(
+        [*prefect, "deploy", "--all", "--prefect-file", str(PROJECT)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("deploy/prod-us-south")
+    assert deployment.work_pool_name == "changeflow"
+    assert deployment.entrypoint == "flows/deploy_flow.py:deploy"
+    assert deployment.global_concurrency_limit is not None
+    assert deployment.global_concurrency_limit.limit == 1
+    assert deployment.pull_steps == [
+        {"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}
+    ]
