@@ -15,11 +15,12 @@ from changeflow.errors import BadInput
 from changeflow.evidence import artifact_uri, inventory_entry
 from changeflow.models import Asset, InventoryEntry
 from changeflow.project import AppConfig, ArtifactSpec, CheckSpec, load_app_config
+from tasks.io import IO
 
 __all__ = ["build_artifacts", "checkout_source", "publish_artifacts", "run_check"]
 
 
-@task(name="checkout", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+@task(name="checkout", **IO)
 def checkout_source(repo_url: str, commit_sha: str) -> tuple[Path, AppConfig]:
     """Check out the commit and load its `changeflow.toml`."""
     workdir = checkout(repo_url, commit_sha)
@@ -60,7 +61,7 @@ def run_check(workdir: Path, check: CheckSpec) -> tuple[CommandResult, bytes | N
     return result, report.read_bytes() if report.exists() else None
 
 
-@task(name="publish-artifacts", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+@task(name="publish-artifacts", **IO)
 def publish_artifacts(
     locker: EvidenceLocker,
     built: list[tuple[ArtifactSpec, Path]],

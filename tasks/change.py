@@ -9,10 +9,9 @@ from prefect.cache_policies import NO_CACHE
 
 from blocks.change_management import GitChangeManagement
 from changeflow.models import ChangeRequest
+from tasks.io import IO
 
 __all__ = ["file_change_request", "read_change_request", "update_change_request"]
-
-_IO = {"cache_policy": NO_CACHE, "retries": 2, "retry_delay_seconds": 2}
 
 
 @task(name="file-change-request", cache_policy=NO_CACHE)
@@ -23,7 +22,7 @@ def file_change_request(
     return changes.create(draft, message="filed by the deploy flow")
 
 
-@task(name="update-change-request", task_run_name="cr-{message}", **_IO)
+@task(name="update-change-request", task_run_name="cr-{message}", **IO)
 def update_change_request(
     changes: GitChangeManagement, cr: ChangeRequest, message: str
 ) -> ChangeRequest:
@@ -31,6 +30,6 @@ def update_change_request(
     return changes.update(cr, message=message)
 
 
-@task(name="read-change-request", **_IO)
+@task(name="read-change-request", **IO)
 def read_change_request(changes: GitChangeManagement, cr_id: str) -> ChangeRequest:
     return changes.get(cr_id)

@@ -12,11 +12,12 @@ from blocks.commands import CommandResult, run_command
 from blocks.evidence_locker import EvidenceLocker
 from changeflow.delta import Delta
 from changeflow.models import InventoryEntry
+from tasks.io import IO
 
 __all__ = ["prepare_deployment", "run_deployment_command"]
 
 
-@task(name="prepare-deployment", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+@task(name="prepare-deployment", **IO)
 def prepare_deployment(
     locker: EvidenceLocker,
     workdir: Path,

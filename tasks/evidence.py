@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from blocks.evidence_locker import EvidenceLocker
 from changeflow.canonical import canonical_json
@@ -11,6 +10,7 @@ from changeflow.evidence import make_evidence
 from changeflow.models import Asset, Attachment, Evidence, EvidenceResult
 from changeflow.reports import ReportFormat, ReportOutcome, Thresholds, parse_report
 from changeflow.summary import EvidenceSummary
+from tasks.io import IO
 
 __all__ = [
     "gather_evidence",
@@ -21,7 +21,7 @@ __all__ = [
 ]
 
 
-@task(name="record-evidence", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+@task(name="record-evidence", **IO)
 def record_report(
     locker: EvidenceLocker,
     *,
@@ -66,7 +66,7 @@ def record_report(
     return locker.put_evidence(evidence, assets), outcome
 
 
-@task(name="gather-evidence", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+@task(name="gather-evidence", **IO)
 def gather_evidence(locker: EvidenceLocker, asset_ids: list[str]) -> list[Evidence]:
     """Every evidence record about the delta's assets (one LIST per asset)."""
     found = locker.evidence_for_assets(asset_ids)
@@ -74,13 +74,13 @@ def gather_evidence(locker: EvidenceLocker, asset_ids: list[str]) -> list[Eviden
     return [unique[k] for k in sorted(unique)]
 
 
-@task(name="store-summary", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+@task(name="store-summary", **IO)
 def store_summary(locker: EvidenceLocker, summary: EvidenceSummary) -> tuple[str, str]:
     """Store the deployment's evidence summary once; its url and sha256."""
     return locker.put_summary(summary)
 
 
-@task(name="record-storage-check", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+@task(name="record-storage-check", **IO)
 def record_storage_check(locker: EvidenceLocker, scope: str, assets: list[Asset]) -> Evidence:
     """Check the locker's bucket and keep the answer as `com.ibm.immutable_storage` evidence.
 
@@ -107,7 +107,7 @@ def record_storage_check(locker: EvidenceLocker, scope: str, assets: list[Asset]
     return locker.put_evidence(evidence, assets)
 
 
-@task(name="read-evidence", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+@task(name="read-evidence", **IO)
 def read_evidence(locker: EvidenceLocker, evidence_ids: list[str]) -> list[Evidence]:
     """Read evidence records by id, each re-hashed on the way."""
     return [locker.get_evidence(evidence_id) for evidence_id in evidence_ids]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date
 
 from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 
 from blocks.change_management import GitChangeManagement
 from changeflow.incidents import (
@@ -17,11 +16,12 @@ from changeflow.incidents import (
     scanned_pairs,
 )
 from changeflow.models import Asset, Evidence
+from tasks.io import IO
 
 __all__ = ["overdue_incidents", "record_incidents"]
 
 
-@task(name="record-incidents", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+@task(name="record-incidents", **IO)
 def record_incidents(
     changes: GitChangeManagement,
     records: list[Evidence],
@@ -50,7 +50,7 @@ def record_incidents(
     return writes
 
 
-@task(name="overdue-incidents", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+@task(name="overdue-incidents", **IO)
 def overdue_incidents(
     changes: GitChangeManagement, asset_uris: list[str], today: date
 ) -> list[Incident]:

@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from blocks.inventory import GitInventory
 from changeflow.delta import Delta
 from changeflow.models import InventoryEntry, Promotion
+from tasks.io import IO
 
 __all__ = ["add_entries", "move_labels", "promote_entries", "read_delta", "read_entries"]
 
-_IO = {"cache_policy": NO_CACHE, "retries": 2, "retry_delay_seconds": 2}
 
-
-@task(name="read-entries", **_IO)
+@task(name="read-entries", **IO)
 def read_entries(inventory: GitInventory, ref: str) -> dict[str, InventoryEntry]:
     """Every entry at a branch, tag or commit (none when it does not exist yet)."""
     return inventory.entries(ref) if inventory.resolve(ref) else {}
 
 
-@task(name="add-entries", **_IO)
+@task(name="add-entries", **IO)
 def add_entries(
     inventory: GitInventory, entries: list[InventoryEntry], branch: str, message: str
 ) -> str | None:
@@ -30,19 +28,19 @@ def add_entries(
     return inventory.add_entries(entries, branch=branch, message=message)
 
 
-@task(name="read-delta", **_IO)
+@task(name="read-delta", **IO)
 def read_delta(inventory: GitInventory, from_ref: str | None, to_ref: str) -> Delta:
     """What changed between two refs, from a tree diff."""
     return inventory.delta(from_ref, to_ref)
 
 
-@task(name="promote", **_IO)
+@task(name="promote", **IO)
 def promote_entries(inventory: GitInventory, promotion: Promotion, merge: bool) -> Promotion:
     """Open a promotion branch and, unless a review is asked for, merge it."""
     return inventory.promote(promotion, merge=merge)
 
 
-@task(name="move-labels", **_IO)
+@task(name="move-labels", **IO)
 def move_labels(inventory: GitInventory, labels: list[str], commit: str) -> None:
     """Point each label (tag) at the deployed commit."""
     for label in labels:

@@ -15,8 +15,8 @@ from changeflow.models import ChangeState, CloseCategory
 from flows.deploy_flow import deploy
 
 
-class Crash(RuntimeError):
-    """The injected failure."""
+class Crash(BaseException):
+    """The injected failure: like a killed process, not an error a task would retry."""
 
 
 def _crash_at(
