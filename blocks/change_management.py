@@ -9,7 +9,6 @@ as `incidents/<id>.json`, written in one commit per reconciliation.
 from __future__ import annotations
 
 import builtins
-import os
 import re
 import uuid
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from changeflow.errors import BadInput, IntegrityError
 from changeflow.incidents import Incident
 from changeflow.models import ChangeRequest
 from changeflow.render import render_change_request
+from changeflow.settings import Settings
 
 __all__ = [
     "BRANCH",
@@ -119,17 +119,12 @@ class GitChangeManagement(Block):
 
     @classmethod
     def from_env(cls) -> GitChangeManagement:
-        """Build the block from `CHANGEFLOW_CHANGE_REPO_URL` (and `CHANGEFLOW_HOME`).
+        """Build the block from `CHANGEFLOW_CHANGE_REPO_URL` (its mirror under `CHANGEFLOW_HOME`).
 
         Raises:
             BadInput: when `CHANGEFLOW_CHANGE_REPO_URL` is not set.
         """
-        url = os.environ.get("CHANGEFLOW_CHANGE_REPO_URL", "").strip()
-        if not url:
-            raise BadInput(
-                "CHANGEFLOW_CHANGE_REPO_URL is not set (the git URL of the change-management repo)"
-            )
-        return cls(remote_url=url)
+        return cls(remote_url=Settings.from_env().require("change_repo_url"))
 
     @property
     def git(self) -> GitRemote:

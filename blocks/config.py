@@ -10,7 +10,6 @@ from blocks.change_management import GitChangeManagement
 from blocks.evidence_locker import EvidenceLocker
 from blocks.inventory import GitInventory
 from blocks.servicenow import ServiceNowChangeManagement
-from changeflow.settings import Settings
 
 __all__ = ["change_management", "evidence_locker", "inventory"]
 
@@ -30,33 +29,21 @@ def _saved(kind: type[B], name: str | None) -> B | None:
         return None
 
 
-def evidence_locker(
-    name: str | None = LOCKER_BLOCK, settings: Settings | None = None
-) -> EvidenceLocker:
+def evidence_locker(name: str | None = LOCKER_BLOCK) -> EvidenceLocker:
     """The evidence locker: the saved block `name`, else from `CHANGEFLOW_S3_*`."""
-    return _saved(EvidenceLocker, name) or EvidenceLocker.from_settings(
-        settings or Settings.from_env()
-    )
+    return _saved(EvidenceLocker, name) or EvidenceLocker.from_env()
 
 
-def inventory(name: str | None = INVENTORY_BLOCK, settings: Settings | None = None) -> GitInventory:
+def inventory(name: str | None = INVENTORY_BLOCK) -> GitInventory:
     """The inventory: the saved block `name`, else from `CHANGEFLOW_INVENTORY_URL`."""
-    s = settings or Settings.from_env()
-    return _saved(GitInventory, name) or GitInventory(
-        remote_url=s.require("inventory_url"), cache_dir=str(s.home / "repos")
-    )
+    return _saved(GitInventory, name) or GitInventory.from_env()
 
 
-def change_management(
-    name: str | None = CHANGES_BLOCK, settings: Settings | None = None
-) -> GitChangeManagement:
+def change_management(name: str | None = CHANGES_BLOCK) -> GitChangeManagement:
     """Change management: the saved block `name` (a git repo or ServiceNow), else the git repo
     `CHANGEFLOW_CHANGE_REPO_URL`.
 
     ServiceNow offers the same change-request methods as the git repo, which the flows use.
     """
-    s = settings or Settings.from_env()
     saved = _saved(GitChangeManagement, name) or _saved(ServiceNowChangeManagement, name)  # type: ignore[arg-type]
-    return saved or GitChangeManagement(  # type: ignore[return-value]
-        remote_url=s.require("change_repo_url"), cache_dir=str(s.home / "repos")
-    )
+    return saved or GitChangeManagement.from_env()  # type: ignore[return-value]

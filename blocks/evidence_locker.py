@@ -136,6 +136,11 @@ class EvidenceLocker(Block):
     _known: OrderedDict[str, None] = PrivateAttr(default_factory=OrderedDict)
 
     @classmethod
+    def from_env(cls) -> EvidenceLocker:
+        """Build the locker from the `CHANGEFLOW_S3_*` variables."""
+        return cls.from_settings(Settings.from_env())
+
+    @classmethod
     def from_settings(cls, settings: Settings) -> EvidenceLocker:
         """Build the locker from `CHANGEFLOW_S3_*` settings."""
         return cls(

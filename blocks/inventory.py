@@ -8,7 +8,6 @@ promotions travel on `promotion/<target>/<id>` branches carrying `.promotion.jso
 from __future__ import annotations
 
 import json
-import os
 from fnmatch import fnmatchcase
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from blocks.pull_requests import PullRequest, PullRequestProvider
 from changeflow.delta import Delta, select_entries
 from changeflow.errors import BadInput, IntegrityError, NotReady
 from changeflow.models import InventoryEntry, Promotion, validate_entry_name
+from changeflow.settings import Settings
 
 __all__ = [
     "IGNORE_FILE",
@@ -162,15 +162,12 @@ class GitInventory(Block):
 
     @classmethod
     def from_env(cls) -> GitInventory:
-        """Build the block from `CHANGEFLOW_INVENTORY_URL` (and `CHANGEFLOW_HOME`).
+        """Build the block from `CHANGEFLOW_INVENTORY_URL` (its mirror under `CHANGEFLOW_HOME`).
 
         Raises:
             BadInput: when `CHANGEFLOW_INVENTORY_URL` is not set.
         """
-        url = os.environ.get("CHANGEFLOW_INVENTORY_URL", "").strip()
-        if not url:
-            raise BadInput("CHANGEFLOW_INVENTORY_URL is not set (the git URL of the inventory)")
-        return cls(remote_url=url)
+        return cls(remote_url=Settings.from_env().require("inventory_url"))
 
     # ----------------------------------------------------------------------------- helpers
 

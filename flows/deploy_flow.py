@@ -489,8 +489,11 @@ def _wait_for_approval(
     return current
 
 
-def _record_link(changes: GitChangeManagement, cr: ChangeRequest) -> str:
-    return f"{changes.remote_url}#changes/{cr.id}.json"
+def _record_link(changes: GitChangeManagement, cr: ChangeRequest) -> str | None:
+    """Where people find the CR's record: its file in the git repo, or the ServiceNow instance."""
+    if isinstance(changes, GitChangeManagement):
+        return f"{changes.remote_url}#changes/{cr.id}.json"
+    return getattr(changes, "instance_url", None)
 
 
 def _outcome(cr: ChangeRequest, message: str) -> DeploymentOutcome:

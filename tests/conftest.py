@@ -109,20 +109,25 @@ def stack_env(
     s3_server: S3Server, prefect_api: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, str]:
     """`CHANGEFLOW_*` variables for a fresh bucket and fresh git remotes, as `dev up` sets them."""
+    env = fresh_stack(s3_server, tmp_path)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+def fresh_stack(s3_server: S3Server, root: Path) -> dict[str, str]:
+    """A new locked bucket and new bare remotes under `root`, as `CHANGEFLOW_*` variables."""
     bucket = new_bucket()
     s3_server.locker(bucket).create_bucket()
-    env = {
+    return {
         "CHANGEFLOW_S3_ENDPOINT": s3_server.endpoint,
         "CHANGEFLOW_S3_BUCKET": bucket,
         "CHANGEFLOW_S3_ACCESS_KEY": s3_server.access_key,
         "CHANGEFLOW_S3_SECRET_KEY": s3_server.secret_key,
-        "CHANGEFLOW_INVENTORY_URL": init_bare_repo(tmp_path / "remotes" / "inventory.git"),
-        "CHANGEFLOW_CHANGE_REPO_URL": init_bare_repo(tmp_path / "remotes" / "changes.git"),
+        "CHANGEFLOW_INVENTORY_URL": init_bare_repo(root / "remotes" / "inventory.git"),
+        "CHANGEFLOW_CHANGE_REPO_URL": init_bare_repo(root / "remotes" / "changes.git"),
         "CHANGEFLOW_ENVIRONMENTS": "",
     }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    return env
 
 
 @pytest.fixture

@@ -6,14 +6,13 @@ through `changeflow cr approve`), checked fact by fact afterwards.
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import pytest
+from conftest import fresh_stack
 from git import Repo
 
 from blocks import config
-from blocks.local_stack import init_bare_repo
 from changeflow.demo import DemoLifecycle
 from changeflow.models import ChangeState, CloseCategory
 from flows.audit_flow import verify
@@ -30,17 +29,7 @@ def lifecycle(
 ):
     mp = pytest.MonkeyPatch()
     root = tmp_path_factory.mktemp("lifecycle")
-    bucket = f"lifecycle-{uuid.uuid4().hex[:12]}"
-    s3_server.locker(bucket).create_bucket()
-    env = {
-        "CHANGEFLOW_S3_ENDPOINT": s3_server.endpoint,
-        "CHANGEFLOW_S3_BUCKET": bucket,
-        "CHANGEFLOW_S3_ACCESS_KEY": s3_server.access_key,
-        "CHANGEFLOW_S3_SECRET_KEY": s3_server.secret_key,
-        "CHANGEFLOW_INVENTORY_URL": init_bare_repo(root / "remotes" / "inventory.git"),
-        "CHANGEFLOW_CHANGE_REPO_URL": init_bare_repo(root / "remotes" / "changes.git"),
-        "CHANGEFLOW_ENVIRONMENTS": "",
-    }
+    env = fresh_stack(s3_server, root)
     for key, value in env.items():
         mp.setenv(key, value)
     said: list[str] = []
