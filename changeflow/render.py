@@ -75,6 +75,22 @@ def render_change_request(cr: ChangeRequest) -> str:
     out += ["", "## Failed evidence", ""]
     out += [f"- {item}" for item in cr.failed_evidence] or ["- (none)"]
     out += ["", "## Backout plan", "", cr.backout_plan or "(none)", ""]
+    out += ["## Rollback", ""]
+    label = f"{cr.region}_{cr.environment}_latest"
+    if cr.previous_inventory_commit:
+        out += [
+            f"Before this change `{label}` pointed at inventory commit "
+            f"`{cr.previous_inventory_commit}`: its entries are what ran in "
+            f"{cr.environment}/{cr.region}, and the deployment BOM above lists what replaces "
+            f"them. To roll back, restore those entries on the `{cr.environment}` branch and "
+            "deploy them under a new change request; meanwhile the backout plan says how to "
+            "undo this deployment by hand. The labels move only when a deployment succeeds, so "
+            f"a failed one leaves `{label}` where it was.",
+            "",
+        ]
+    else:
+        out += [f"This is the first deployment to {cr.environment}/{cr.region}: roll back by "
+                "removing what it installed.", ""]  # fmt: skip
     out += ["## Approvals", ""]
     out += [
         f"- {a.decision} by {a.by} at {a.date.isoformat()}"

@@ -51,6 +51,8 @@ from flows.ui import (
     publish_change_request,
     publish_delta,
     publish_summary,
+    show_progress,
+    start_progress,
 )
 from tasks.change import file_change_request, read_change_request, update_change_request
 from tasks.deployment import prepare_deployment, run_deployment_command
@@ -161,6 +163,8 @@ def deploy(
     else:
         logger.info("carrying on with %s from %s", cr.id, cr.state.value)
 
+    progress = start_progress(environment, region)
+    show_progress(progress, cr)
     while cr.state not in (ChangeState.closed, ChangeState.cancelled, ChangeState.review):
         if cr.state is ChangeState.assess:
             cr = _authorize(changes, cr, emergency)
@@ -170,6 +174,7 @@ def deploy(
             cr = _start_in_window(changes, spec, cr)
         elif cr.state is ChangeState.implement:
             cr = _implement(inventory, locker, changes, spec, cr)
+        show_progress(progress, cr)
     publish_change_request(cr, _record_link(changes, cr))
     if cr.state is ChangeState.cancelled:
         return _outcome(cr, "not approved: the deployment did not go ahead")

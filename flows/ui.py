@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from uuid import UUID
 
 from prefect.artifacts import (
     create_link_artifact,
     create_markdown_artifact,
+    create_progress_artifact,
     create_table_artifact,
+    update_progress_artifact,
 )
 from prefect.events import emit_event
 
@@ -28,7 +31,12 @@ __all__ = [
     "publish_change_request",
     "publish_delta",
     "publish_summary",
+    "show_progress",
+    "start_progress",
 ]
+
+# how far along a deployment is, by the state its CR has reached
+_PROGRESS = {"assess": 20.0, "authorize": 40.0, "scheduled": 60.0, "implement": 80.0}
 
 
 def artifact_key(kind: str, environment: str, region: str) -> str:
@@ -146,3 +154,22 @@ def emit_evidence_failed(summary: EvidenceSummary, cr: ChangeRequest) -> None:
             related=[{**_resource(cr), "prefect.resource.role": "change-request"}],
             payload={"result": item.result.value, "tool": item.tool, "summary": item.summary},
         )
+
+
+def start_progress(environment: str, region: str) -> UUID:
+    """A progress artifact for the run, moved on as its CR changes state."""
+    return create_progress_artifact(
+        0.0,
+        key=artifact_key("deployment-progress", environment, region),
+        description=f"deploying to {environment}/{region}",
+    )
+
+
+def show_progress(artifact: UUID, cr: ChangeRequest) -> None:
+    """Move the run's progress to where its CR is."""
+    done = cr.state.value not in _PROGRESS
+    update_progress_artifact(
+        artifact,
+        100.0 if done else _PROGRESS[cr.state.value],
+        description=f"{cr.id}: {cr.state.value}",
+    )

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import secrets
-import sys
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from subprocess import CompletedProcess
 
 # before anything imports prefect: its settings are read once, at import
 _PREFECT_HOME = tempfile.mkdtemp(prefix="changeflow-tests-prefect-")
@@ -27,12 +21,10 @@ for _name in list(os.environ):
         del os.environ[_name]
 
 import pytest  # noqa: E402
-from prefect_aws import AwsCredentials  # noqa: E402
-from prefect_aws.client_parameters import AwsClientParameters  # noqa: E402
+from stack_support import S3Server, fresh_stack, new_bucket  # noqa: E402
 
 from blocks.evidence_locker import EvidenceLocker  # noqa: E402
 from blocks.local_stack import (  # noqa: E402
-    init_bare_repo,
     start_prefect_server,
     start_seaweedfs,
     stop_process,
@@ -41,34 +33,12 @@ from blocks.local_stack import (  # noqa: E402
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "tool-outputs"
 
 
-@dataclass(frozen=True)
-class S3Server:
-    endpoint: str
-    access_key: str
-    secret_key: str
-
-    def credentials(self, secret_key: str | None = None) -> AwsCredentials:
-        return AwsCredentials(
-            aws_access_key_id=self.access_key,
-            aws_secret_access_key=secret_key or self.secret_key,
-            region_name="us-east-1",
-            aws_client_parameters=AwsClientParameters(endpoint_url=self.endpoint),
-        )
-
-    def locker(self, bucket: str, **kwargs: object) -> EvidenceLocker:
-        return EvidenceLocker(bucket=bucket, credentials=self.credentials(), **kwargs)
-
-
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     secret = secrets.token_hex(20)
     process, endpoint = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"), "changeflow", secret)
     yield S3Server(endpoint, "changeflow", secret)
     stop_process(process.pid)
-
-
-def new_bucket() -> str:
-    return f"test-{uuid.uuid4().hex[:16]}"
 
 
 @pytest.fixture
@@ -113,21 +83,6 @@ def stack_env(
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
-
-
-def fresh_stack(s3_server: S3Server, root: Path) -> dict[str, str]:
-    """A new locked bucket and new bare remotes under `root`, as `CHANGEFLOW_*` variables."""
-    bucket = new_bucket()
-    s3_server.locker(bucket).create_bucket()
-    return {
-        "CHANGEFLOW_S3_ENDPOINT": s3_server.endpoint,
-        "CHANGEFLOW_S3_BUCKET": bucket,
-        "CHANGEFLOW_S3_ACCESS_KEY": s3_server.access_key,
-        "CHANGEFLOW_S3_SECRET_KEY": s3_server.secret_key,
-        "CHANGEFLOW_INVENTORY_URL": init_bare_repo(root / "remotes" / "inventory.git"),
-        "CHANGEFLOW_CHANGE_REPO_URL": init_bare_repo(root / "remotes" / "changes.git"),
-        "CHANGEFLOW_ENVIRONMENTS": "",
-    }
 
 
 @pytest.fixture
@@ -180,28 +135,3 @@ def deployable(
         return runs
 
     return prepare
-
-
-def run_changeflow(*args: str, env: dict[str, str] | None = None) -> CompletedProcess[str]:
-    """Run `changeflow ARGS` in this process (through `main()`, exit codes and all) and capture
-    what it prints: the same contract as a subprocess, without paying Prefect's import each time.
-    `tests/cli/test_bad_input.py` runs the real executable."""
-    from changeflow.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    saved_env, saved_argv = os.environ.copy(), sys.argv
-    if env is not None:
-        os.environ.clear()
-        os.environ.update(env)
-    sys.argv = ["changeflow", *args]
-    code = 0
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        sys.argv = saved_argv
-        os.environ.clear()
-        os.environ.update(saved_env)
-    return CompletedProcess(["changeflow", *args], code, out.getvalue(), err.getvalue())

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import S3Server, new_bucket
+from stack_support import S3Server, new_bucket
 
 from blocks.evidence_locker import EvidenceLocker
 from changeflow.canonical import digest

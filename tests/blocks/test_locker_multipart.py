@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import S3Server, new_bucket
+from stack_support import S3Server, new_bucket
 
 from blocks.evidence_locker import EvidenceLocker
 from changeflow.canonical import digest

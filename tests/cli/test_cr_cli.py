@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_changeflow
+from stack_support import run_changeflow
 
 from blocks.change_management import GitChangeManagement
 from changeflow.change import close, record_decision, transition

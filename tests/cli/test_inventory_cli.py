@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import run_changeflow
+from stack_support import run_changeflow
 
 from blocks.inventory import GitInventory
 from blocks.local_stack import init_bare_repo

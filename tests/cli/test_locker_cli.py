@@ -7,7 +7,7 @@ import os
 import subprocess
 
 import pytest
-from conftest import S3Server, new_bucket, run_changeflow
+from stack_support import S3Server, new_bucket, run_changeflow
 
 from blocks.local_stack import free_port
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import GITHUB_REPO, GITLAB_PROJECT, TOKEN, Forge
+from forges import GITHUB_REPO, GITLAB_PROJECT, TOKEN, Forge
 from pydantic import SecretStr
 
 from blocks.inventory import GitInventory

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import fresh_stack
 from git import Repo
+from stack_support import fresh_stack
 
 from blocks import config
 from changeflow.demo import DemoLifecycle
