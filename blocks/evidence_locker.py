@@ -74,6 +74,9 @@ def _not_found(exc: ClientError) -> bool:
     return code in ("NoSuchKey", "404", "NotFound") or status == 404
 
 
+_REFUSED = frozenset({"SignatureDoesNotMatch", "InvalidAccessKeyId", "InvalidClientTokenId"})
+
+
 class EvidenceLocker(Block):
     """Evidence records, their attachments and deployment summaries in one S3 bucket.
 
@@ -199,9 +202,15 @@ class EvidenceLocker(Block):
         except (ConnectionError, HTTPClientError) as exc:
             raise self._unavailable(what, exc) from exc
         except ClientError as exc:
-            status = _error_code(exc)[1]
+            code, status = _error_code(exc)
             if status is not None and status >= 500:
                 raise self._unavailable(what, exc) from exc
+            if code in _REFUSED:
+                # configuration a user can fix: one line, exit 2 at the CLI
+                raise BadInput(
+                    f"the evidence locker refused to {what}: {code} "
+                    "(check the S3 credentials and endpoint)"
+                ) from exc
             raise
 
     def _remember(self, key: str) -> None:

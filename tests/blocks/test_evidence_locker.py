@@ -11,7 +11,7 @@ from stack_support import S3Server, new_bucket
 
 from blocks.evidence_locker import EvidenceLocker
 from changeflow.canonical import digest
-from changeflow.errors import IntegrityError
+from changeflow.errors import BadInput, IntegrityError
 from changeflow.evidence import make_evidence
 from changeflow.models import Asset, Evidence, InventoryEntry
 from changeflow.summary import summarize
@@ -114,8 +114,10 @@ def test_latest_evidence_is_read_per_asset(locker: EvidenceLocker) -> None:
 
 def test_wrong_credentials_are_refused(s3_server, locker: EvidenceLocker) -> None:  # type: ignore[no-untyped-def]
     wrong = EvidenceLocker(bucket=locker.bucket, credentials=s3_server.credentials("not-the-key"))
-    with pytest.raises(ClientError, match="SignatureDoesNotMatch"):
+    with pytest.raises(BadInput, match="SignatureDoesNotMatch"):
         wrong.store_attachment_bytes(b"data")
+    with pytest.raises(BadInput, match="refused"):
+        wrong.get_evidence("0" * 64)
 
 
 def test_secret_key_is_not_printed(locker: EvidenceLocker) -> None:
