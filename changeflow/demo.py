@@ -238,6 +238,10 @@ class DemoLifecycle:
         self.say(f"  deploy {out.decode().strip()}")
 
 
+# how often the demo looks for the CR that waits for approval
+_POLL_S = 0.5
+
+
 def _wait_for(
     find: Callable[[], Any], process: subprocess.Popen[bytes], timeout: float = 300
 ) -> Any:
@@ -249,7 +253,7 @@ def _wait_for(
         if process.poll() is not None:
             err = process.stderr.read().decode() if process.stderr else ""
             raise RuntimeError(f"the deployment ended before asking for approval: {err[-2000:]}")
-        time.sleep(0.5)
+        time.sleep(_POLL_S)
     process.kill()
     raise RuntimeError("no change request came to wait for approval")
 

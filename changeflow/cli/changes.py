@@ -80,6 +80,10 @@ def _decide(cr_id: str, by: str, comment: str, approved: bool, as_json: bool) ->
     emit(cr, as_json, f"{cr.id} {decision} by {who} ({cr.state.value}){resumed}")
 
 
+# how often `cr approve` looks whether the deploy run has reached its pause
+_POLL_S = 0.5
+
+
 def _resume(cr: ChangeRequest, approved: bool, by: str, comment: str) -> str:
     """Resume the deploy run paused on this CR, waiting briefly for it to reach its pause."""
     if not cr.flow_run_id:
@@ -103,7 +107,7 @@ def _resume(cr: ChangeRequest, approved: bool, by: str, comment: str) -> str:
             if (state is not None and state.is_final()) or time.monotonic() > deadline:
                 name = state.name if state else "unknown"
                 return f"; deploy run {run_id} is {name}: rerun the deployment"
-            time.sleep(0.5)
+            time.sleep(_POLL_S)
 
 
 @cr_app.command("approve")

@@ -94,7 +94,7 @@ def test_real_pytest_junit_with_failures_errors_and_skips(tmp_path: Path) -> Non
         "def test_pass():\n    assert True\n\n"
         "def test_fail():\n    assert 1 == 2, 'one is not two'\n\n"
         "def test_error(broken):\n    pass\n\n"
-        "@pytest.mark.skip(reason='not today')\ndef test_skip():\n    pass\n"
+        "def test_skip():\n    pytest.skip('not today')\n"
     )
     args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-c", os.devnull]
     args += ["--rootdir", str(tmp_path), "-o", "addopts=", "-q", "--junitxml=junit.xml"]
