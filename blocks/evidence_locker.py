@@ -464,10 +464,10 @@ class EvidenceLocker(Block):
         with contextlib.suppress(Exception):  # cleanup must not hide the error that led here
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
 
-    def _large_is_stored(self, key: str, hex_: str, size: int, part_hashes: list[str]) -> bool:
-        """Whether `key` already holds these bytes; a stored object that differs raises."""
+    def _head(self, key: str) -> dict[str, Any] | None:
+        """An object's metadata with its stored checksum, or None when there is no object."""
         try:
-            head = self._call(
+            head: dict[str, Any] = self._call(
                 f"check {key}",
                 self.client.head_object,
                 Bucket=self.bucket,
@@ -476,8 +476,15 @@ class EvidenceLocker(Block):
             )
         except ClientError as exc:
             if _not_found(exc):
-                return False
+                return None
             raise
+        return head
+
+    def _large_is_stored(self, key: str, hex_: str, size: int, part_hashes: list[str]) -> bool:
+        """Whether `key` already holds these bytes; a stored object that differs raises."""
+        head = self._head(key)
+        if head is None:
+            return False
         stored = head.get("ChecksumSHA256")
         if head.get("ContentLength") == size and stored in (_b64(hex_), _composite(part_hashes)):
             return True
@@ -581,16 +588,9 @@ class EvidenceLocker(Block):
         if self._remembered(key):
             # this locker wrote or checked it moments ago, with the server checking its sha256
             return
-        try:
-            head = self._call(
-                f"check {key}",
-                self.client.head_object,
-                Bucket=self.bucket,
-                Key=key,
-                ChecksumMode="ENABLED",
-            )
-        except ClientError as exc:
-            raise IntegrityError(f"attachment {attachment.hash} is not stored") from exc
+        head = self._head(key)
+        if head is None:
+            raise IntegrityError(f"attachment {attachment.hash} is not stored")
         stored = head.get("ChecksumSHA256")
         hex_ = digest_hex(attachment.hash)
         if stored and "-" in stored:
@@ -842,7 +842,9 @@ class EvidenceLocker(Block):
         )
         key = self.key("raw/checks", _shard(digest_hex(digest(body))), "probe.json")
         self._put_once(key, body, content_type="application/json")
-        head = self._call(f"check {key}", self.client.head_object, Bucket=self.bucket, Key=key)
+        head = self._head(key)
+        if head is None:
+            raise IntegrityError(f"{self.url(key)} vanished right after it was written")
         until = head.get("ObjectLockRetainUntilDate")
         written = head.get("LastModified")
         days = 0

@@ -16,7 +16,7 @@ Tokens are `SecretStr` and never appear in a message, a log line or a repr.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import quote
 
 import httpx
@@ -127,13 +127,44 @@ class _Forge(BaseModel):
         secret = self.token.get_secret_value()
         return text.replace(secret, "***") if secret else text
 
+    # what differs between forges: what they call it, how to create one, how a race answers
+    _forge: ClassVar[str] = "the forge"
+    _what: ClassVar[str] = "request"
+    _raced_status: ClassVar[int] = 409
+
+    def _find(self, client: httpx.Client, head: str, base: str) -> PullRequest | None:
+        raise NotImplementedError
+
+    def _create(self, head: str, base: str, title: str, body: str) -> tuple[str, dict[str, str]]:
+        raise NotImplementedError
+
+    def _parse(self, data: dict[str, Any], created: bool) -> PullRequest:
+        raise NotImplementedError
+
     def open(self, head: str, base: str, title: str, body: str) -> PullRequest:
         """Open a request to merge `head` into `base`, or return the one already open.
 
         Raises:
             PullRequestError: when the forge refuses or cannot be reached.
         """
-        raise NotImplementedError
+        with self._client() as client:
+            existing = self._find(client, head, base)
+            if existing is not None:
+                return existing
+            path, payload = self._create(head, base, title, body)
+            response = self._call(
+                client, "POST", path, body=payload, accept=(201, self._raced_status)
+            )
+            if response.status_code == self._raced_status:
+                # Another run opened it between the look and the POST: answer with that one.
+                raced = self._find(client, head, base)
+                if raced is None:
+                    raise PullRequestError(
+                        f"{self._forge} refused the {self._what} {head} -> {base}: "
+                        f"{self._scrub(_message(response))}"
+                    )
+                return raced
+            return self._parse(response.json(), created=True)
 
 
 class GitHubPullRequests(_Forge):
@@ -143,6 +174,10 @@ class GitHubPullRequests(_Forge):
         repository: "owner/repo".
         api_url: the REST root (`https://api.github.com`, or `https://HOST/api/v3`).
     """
+
+    _forge: ClassVar[str] = "GitHub"
+    _what: ClassVar[str] = "pull request"
+    _raced_status: ClassVar[int] = 422
 
     kind: Literal["github"] = "github"
     repository: str = Field(pattern=r"^[A-Za-z0-9_.\-]+/[A-Za-z0-9_.\-]+$")
@@ -169,11 +204,14 @@ class GitHubPullRequests(_Forge):
         ).json()
         for pull in found if isinstance(found, list) else []:
             if pull.get("head", {}).get("ref") == head and pull.get("base", {}).get("ref") == base:
-                return self._pull(pull, created=False)
+                return self._parse(pull, created=False)
         return None
 
-    @staticmethod
-    def _pull(data: dict[str, Any], created: bool) -> PullRequest:
+    def _create(self, head: str, base: str, title: str, body: str) -> tuple[str, dict[str, str]]:
+        path = f"/repos/{self.repository}/pulls"
+        return path, {"title": title, "head": head, "base": base, "body": body}
+
+    def _parse(self, data: dict[str, Any], created: bool) -> PullRequest:
         return PullRequest(
             number=data["number"],
             url=data["html_url"],
@@ -183,34 +221,6 @@ class GitHubPullRequests(_Forge):
             created=created,
         )
 
-    def open(self, head: str, base: str, title: str, body: str) -> PullRequest:
-        """Open a pull request from `head` into `base`, or return the one already open.
-
-        Raises:
-            PullRequestError: when GitHub refuses or cannot be reached.
-        """
-        with self._client() as client:
-            existing = self._find(client, head, base)
-            if existing is not None:
-                return existing
-            response = self._call(
-                client,
-                "POST",
-                f"/repos/{self.repository}/pulls",
-                body={"title": title, "head": head, "base": base, "body": body},
-                accept=(201, 422),
-            )
-            if response.status_code == 422:
-                # Another run opened it between the look and the POST: answer with that one.
-                raced = self._find(client, head, base)
-                if raced is None:
-                    raise PullRequestError(
-                        f"GitHub refused the pull request {head} -> {base}: "
-                        f"{self._scrub(_message(response))}"
-                    )
-                return raced
-            return self._pull(response.json(), created=True)
-
 
 class GitLabMergeRequests(_Forge):
     """Merge requests on GitLab (gitlab.com or self-managed: set `api_url`).
@@ -219,6 +229,11 @@ class GitLabMergeRequests(_Forge):
         project: the project's numeric id or its path ("group/project").
         api_url: the REST root (`https://gitlab.com/api/v4`).
     """
+
+    # 409: another open merge request for this source branch exists
+    _forge: ClassVar[str] = "GitLab"
+    _what: ClassVar[str] = "merge request"
+    _raced_status: ClassVar[int] = 409
 
     kind: Literal["gitlab"] = "gitlab"
     project: str = Field(min_length=1)
@@ -244,11 +259,18 @@ class GitLabMergeRequests(_Forge):
         ).json()
         for merge in found if isinstance(found, list) else []:
             if merge.get("source_branch") == head and merge.get("target_branch") == base:
-                return self._merge(merge, created=False)
+                return self._parse(merge, created=False)
         return None
 
-    @staticmethod
-    def _merge(data: dict[str, Any], created: bool) -> PullRequest:
+    def _create(self, head: str, base: str, title: str, body: str) -> tuple[str, dict[str, str]]:
+        return self._path(), {
+            "source_branch": head,
+            "target_branch": base,
+            "title": title,
+            "description": body,
+        }
+
+    def _parse(self, data: dict[str, Any], created: bool) -> PullRequest:
         return PullRequest(
             number=data["iid"],
             url=data["web_url"],
@@ -257,39 +279,6 @@ class GitLabMergeRequests(_Forge):
             state=data["state"],
             created=created,
         )
-
-    def open(self, head: str, base: str, title: str, body: str) -> PullRequest:
-        """Open a merge request from `head` into `base`, or return the one already open.
-
-        Raises:
-            PullRequestError: when GitLab refuses or cannot be reached.
-        """
-        with self._client() as client:
-            existing = self._find(client, head, base)
-            if existing is not None:
-                return existing
-            response = self._call(
-                client,
-                "POST",
-                self._path(),
-                body={
-                    "source_branch": head,
-                    "target_branch": base,
-                    "title": title,
-                    "description": body,
-                },
-                accept=(201, 409),
-            )
-            if response.status_code == 409:
-                # 409: another open merge request for this source branch exists (a race).
-                raced = self._find(client, head, base)
-                if raced is None:
-                    raise PullRequestError(
-                        f"GitLab refused the merge request {head} -> {base}: "
-                        f"{self._scrub(_message(response))}"
-                    )
-                return raced
-            return self._merge(response.json(), created=True)
 
 
 PullRequestProvider = Annotated[

@@ -22,10 +22,14 @@ from changeflow.summary import EvidenceSummary
 
 __all__ = [
     "TRANSITIONS",
+    "carry_on_with",
     "close",
     "closing_category",
+    "deployed_by",
+    "deployed_regions",
     "draft_change_request",
     "record_decision",
+    "resumable",
     "transition",
 ]
 
@@ -180,3 +184,65 @@ def closing_category(cr: ChangeRequest, acceptance_passed: bool) -> CloseCategor
     if cr.deployment_ready and acceptance_passed:
         return CloseCategory.successful
     return CloseCategory.successful_issues
+
+
+_UNFINISHED = (
+    ChangeState.assess,
+    ChangeState.authorize,
+    ChangeState.scheduled,
+    ChangeState.implement,
+)
+
+
+def resumable(
+    crs: list[ChangeRequest], environment: str, region: str, head: str, previous: str | None
+) -> ChangeRequest | None:
+    """The unfinished CR for deploying `head` to a region, which a rerun carries on with.
+
+    It was filed against the region's label at `previous`, or the label already moved to `head`
+    (the run got past the deployment but not to closing the CR).
+    """
+    unfinished = [
+        cr
+        for cr in crs
+        if (cr.environment, cr.region, cr.inventory_commit) == (environment, region, head)
+        and previous in (cr.previous_inventory_commit, head)
+        and cr.state in _UNFINISHED
+    ]
+    return unfinished[-1] if unfinished else None
+
+
+def carry_on_with(cr: ChangeRequest, environment: str, region: str) -> ChangeRequest:
+    """Check a CR named on the command line is one a deploy to this region can carry on with.
+
+    Raises:
+        BadInput: when it is for another place or has nothing left to deploy.
+    """
+    if (cr.environment, cr.region) != (environment, region):
+        raise BadInput(f"{cr.id} is for {cr.environment}/{cr.region}, not {environment}/{region}")
+    if cr.state not in _UNFINISHED:
+        raise BadInput(f"{cr.id} is {cr.state.value}: there is nothing left to deploy")
+    return cr
+
+
+def deployed_regions(labels: dict[str, str], environment: str) -> dict[str, str]:
+    """Region -> deployed inventory commit, from the `<region>_<env>_latest` labels."""
+    suffix = f"_{environment}_latest"
+    return {
+        name.removesuffix(suffix): commit
+        for name, commit in labels.items()
+        if name.endswith(suffix) and name != f"{environment}_latest"
+    }
+
+
+def deployed_by(
+    crs: list[ChangeRequest], environment: str, region: str, commit: str
+) -> ChangeRequest | None:
+    """The latest CR that deployed `commit` to a region (closed, or an emergency in review)."""
+    done = [
+        cr
+        for cr in crs
+        if (cr.environment, cr.region, cr.inventory_commit) == (environment, region, commit)
+        and cr.state in (ChangeState.closed, ChangeState.review)
+    ]
+    return max(done, key=lambda cr: cr.id) if done else None

@@ -8,9 +8,11 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
 from blocks import config
-from changeflow.models import ChangeRequest, ChangeState
+from changeflow.change import deployed_by, deployed_regions
 from tasks.audit import verify_change_request, verify_entries
+from tasks.change import list_change_requests, read_change_request
 from tasks.incidents import overdue_incidents
+from tasks.inventory import read_labels
 
 __all__ = ["VerificationReport", "verify"]
 
@@ -31,18 +33,6 @@ class VerificationReport(BaseModel):
         return not self.broken and self.checked > 0
 
 
-def _deployed_by(
-    crs: list[ChangeRequest], env: str, region: str, commit: str
-) -> ChangeRequest | None:
-    done = [
-        cr
-        for cr in crs
-        if (cr.environment, cr.region, cr.inventory_commit) == (env, region, commit)
-        and cr.state in (ChangeState.closed, ChangeState.review)
-    ]
-    return max(done, key=lambda cr: cr.id) if done else None
-
-
 @flow(name="verify", flow_run_name="verify-{environment}")
 def verify(
     environment: str | None = None,
@@ -61,7 +51,7 @@ def verify(
     changes = config.change_management(changes_block)
     report = VerificationReport()
     if change_request:
-        cr = changes.get(change_request)
+        cr = read_change_request(changes, change_request)
         report.targets.append(cr.id)
         checked, broken = verify_change_request(locker, cr)
         report.change_requests.append(cr.id)
@@ -69,22 +59,17 @@ def verify(
         report.broken += broken
     if environment:
         inventory = config.inventory(inventory_block)
-        suffix = f"_{environment}_latest"
-        tags = {
-            name.removesuffix(suffix): commit
-            for name, commit in inventory.tags().items()
-            if name.endswith(suffix) and name != f"{environment}_latest"
-        }
+        tags = deployed_regions(read_labels(inventory), environment)
         if region:
             tags = {r: c for r, c in tags.items() if r == region}
         if not tags:
             report.broken.append(
                 f"nothing is deployed to {environment}" + (f"/{region}" if region else "")
             )
-        crs = changes.list()
+        crs = list_change_requests(changes)
         for reg, commit in sorted(tags.items()):
             report.targets.append(f"{environment}/{reg}")
-            cr = _deployed_by(crs, environment, reg, commit)
+            cr = deployed_by(crs, environment, reg, commit)
             if cr is None:
                 report.broken.append(f"{environment}/{reg}: no change request deployed {commit}")
             else:

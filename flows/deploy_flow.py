@@ -20,10 +20,12 @@ from blocks.change_management import GitChangeManagement
 from blocks.evidence_locker import EvidenceLocker
 from blocks.inventory import GitInventory
 from changeflow.change import (
+    carry_on_with,
     close,
     closing_category,
     draft_change_request,
     record_decision,
+    resumable,
     transition,
 )
 from changeflow.errors import BadInput
@@ -54,7 +56,12 @@ from flows.ui import (
     show_progress,
     start_progress,
 )
-from tasks.change import file_change_request, read_change_request, update_change_request
+from tasks.change import (
+    file_change_request,
+    list_change_requests,
+    read_change_request,
+    update_change_request,
+)
 from tasks.deployment import prepare_deployment, run_deployment_command
 from tasks.evidence import (
     gather_evidence,
@@ -64,7 +71,13 @@ from tasks.evidence import (
     store_summary,
 )
 from tasks.incidents import overdue_incidents
-from tasks.inventory import move_labels, read_delta, read_entries
+from tasks.inventory import (
+    move_labels,
+    read_delta,
+    read_entries,
+    read_promotion,
+    resolve_refs,
+)
 
 __all__ = ["ApprovalInput", "DeploymentOutcome", "deploy", "environment_spec"]
 
@@ -149,12 +162,18 @@ def deploy(
     locker = config.evidence_locker(locker_block)
     inventory = config.inventory(inventory_block)
     changes = config.change_management(changes_block)
-    if inventory.resolve(environment) is None:
+    head, previous = resolve_refs(inventory, [environment, f"{region}_{environment}_latest"])
+    if head is None:
         raise BadInput(f"unknown environment {environment!r}: the inventory has no such branch")
 
-    cr = _resumable(changes, inventory, environment, region, change_request)
+    if change_request:
+        cr = carry_on_with(read_change_request(changes, change_request), environment, region)
+    else:
+        cr = resumable(list_change_requests(changes), environment, region, head, previous)
     if cr is None:
-        cr = _file(inventory, locker, changes, spec, environment, region, force, emergency)
+        cr = _file(
+            inventory, locker, changes, spec, environment, region, head, previous, force, emergency
+        )
         if cr is None:
             return DeploymentOutcome(
                 environment=environment, region=region, state="skipped",
@@ -183,36 +202,6 @@ def deploy(
     return _outcome(cr, "deployed")
 
 
-def _resumable(
-    changes: GitChangeManagement,
-    inventory: GitInventory,
-    environment: str,
-    region: str,
-    cr_id: str | None,
-) -> ChangeRequest | None:
-    """The CR a run should carry on with: the one named, or the open one for the same change."""
-    if cr_id:
-        cr = read_change_request(changes, cr_id)
-        if (cr.environment, cr.region) != (environment, region):
-            raise BadInput(
-                f"{cr.id} is for {cr.environment}/{cr.region}, not {environment}/{region}"
-            )
-        if not cr.is_open or cr.state is ChangeState.review:
-            raise BadInput(f"{cr.id} is {cr.state.value}: there is nothing left to deploy")
-        return cr
-    head = inventory.resolve(environment)
-    previous = inventory.resolve(f"{region}_{environment}_latest")
-    open_crs = [
-        cr
-        for cr in changes.list()
-        if (cr.environment, cr.region, cr.inventory_commit) == (environment, region, head)
-        and previous in (cr.previous_inventory_commit, head)
-        and cr.state
-        in (ChangeState.assess, ChangeState.authorize, ChangeState.scheduled, ChangeState.implement)
-    ]
-    return open_crs[-1] if open_crs else None
-
-
 def _file(
     inventory: GitInventory,
     locker: EvidenceLocker,
@@ -220,14 +209,13 @@ def _file(
     spec: EnvironmentSpec,
     environment: str,
     region: str,
+    head: str,
+    previous_commit: str | None,
     force: bool,
     emergency: bool,
 ) -> ChangeRequest | None:
     """Compute the delta, summarize its evidence and file a CR; None when nothing changed."""
     logger = get_run_logger()
-    head = inventory.resolve(environment)
-    assert head is not None
-    previous_commit = inventory.resolve(f"{region}_{environment}_latest")
     delta = read_delta(inventory, previous_commit, head)
     if delta.is_empty and not force:
         logger.info("nothing changed in %s since the last deployment to %s", environment, region)
@@ -274,7 +262,7 @@ def _file(
             previous=previous,
             inventory_commit=head,
             previous_inventory_commit=previous_commit,
-            promotion=inventory.promotion(head),
+            promotion=read_promotion(inventory, head),
             summary=summary,
             summary_url=summary_url,
             summary_sha256=summary_sha,
@@ -323,7 +311,8 @@ def _implement(
     The labels move only after the acceptance evidence is on the CR, so a rerun that finds the
     region's label at the CR's commit knows the deployment happened and only closes it.
     """
-    deployed = inventory.resolve(f"{cr.region}_{cr.environment}_latest") == cr.inventory_commit
+    [label] = resolve_refs(inventory, [f"{cr.region}_{cr.environment}_latest"])
+    deployed = label == cr.inventory_commit
     if not deployed:
         cr = _run_deployment(inventory, locker, changes, spec, cr)
         if not cr.is_open:

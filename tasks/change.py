@@ -11,7 +11,12 @@ from blocks.change_management import GitChangeManagement
 from changeflow.models import ChangeRequest
 from tasks.io import IO
 
-__all__ = ["file_change_request", "read_change_request", "update_change_request"]
+__all__ = [
+    "file_change_request",
+    "list_change_requests",
+    "read_change_request",
+    "update_change_request",
+]
 
 
 @task(name="file-change-request", cache_policy=NO_CACHE)
@@ -33,3 +38,9 @@ def update_change_request(
 @task(name="read-change-request", **IO)
 def read_change_request(changes: GitChangeManagement, cr_id: str) -> ChangeRequest:
     return changes.get(cr_id)
+
+
+@task(name="list-change-requests", **IO)
+def list_change_requests(changes: GitChangeManagement) -> list[ChangeRequest]:
+    """Every change request, in id order."""
+    return changes.list()

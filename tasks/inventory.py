@@ -9,7 +9,16 @@ from changeflow.delta import Delta
 from changeflow.models import InventoryEntry, Promotion
 from tasks.io import IO
 
-__all__ = ["add_entries", "move_labels", "promote_entries", "read_delta", "read_entries"]
+__all__ = [
+    "add_entries",
+    "move_labels",
+    "promote_entries",
+    "read_delta",
+    "read_entries",
+    "read_labels",
+    "read_promotion",
+    "resolve_refs",
+]
 
 
 @task(name="read-entries", **IO)
@@ -45,3 +54,21 @@ def move_labels(inventory: GitInventory, labels: list[str], commit: str) -> None
     """Point each label (tag) at the deployed commit."""
     for label in labels:
         inventory.move_tag(label, commit)
+
+
+@task(name="resolve-refs", **IO)
+def resolve_refs(inventory: GitInventory, refs: list[str]) -> list[str | None]:
+    """The commit each branch or label points at (None where it does not exist)."""
+    return [inventory.resolve(ref) for ref in refs]
+
+
+@task(name="read-promotion", **IO)
+def read_promotion(inventory: GitInventory, ref: str) -> Promotion | None:
+    """The last promotion merged into an environment, whose fields the CR takes."""
+    return inventory.promotion(ref)
+
+
+@task(name="read-labels", **IO)
+def read_labels(inventory: GitInventory) -> dict[str, str]:
+    """Every label (tag) of the inventory and the commit it points at."""
+    return inventory.tags()

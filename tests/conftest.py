@@ -25,6 +25,7 @@ from stack_support import S3Server, fresh_stack, new_bucket  # noqa: E402
 
 from blocks.evidence_locker import EvidenceLocker  # noqa: E402
 from blocks.local_stack import (  # noqa: E402
+    init_bare_repo,
     start_prefect_server,
     start_seaweedfs,
     stop_process,
@@ -135,3 +136,11 @@ def deployable(
         return runs
 
     return prepare
+
+
+@pytest.fixture
+def bare(tmp_path: Path) -> Path:
+    """An empty bare git repository: a remote as a git server would hold it."""
+    path = tmp_path / "remote.git"
+    init_bare_repo(path)
+    return path

@@ -21,7 +21,7 @@ from prefect_aws.client_parameters import AwsClientParameters
 from blocks.evidence_locker import EvidenceLocker
 from blocks.local_stack import init_bare_repo
 
-__all__ = ["S3Server", "fresh_stack", "new_bucket", "run_changeflow"]
+__all__ = ["S3Server", "fresh_stack", "git_in", "new_bucket", "run_changeflow"]
 
 
 @dataclass(frozen=True)
@@ -84,3 +84,12 @@ def run_changeflow(*args: str, env: dict[str, str] | None = None) -> CompletedPr
         os.environ.clear()
         os.environ.update(saved_env)
     return CompletedProcess(["changeflow", *args], code, out.getvalue(), err.getvalue())
+
+
+def git_in(remote: Path, *args: str) -> str:
+    """Run a git command against a bare repository and return what it prints."""
+    import subprocess
+
+    return subprocess.run(
+        ["git", "--git-dir", str(remote), *args], check=True, capture_output=True, text=True
+    ).stdout

@@ -157,10 +157,15 @@ def _labels_call(action: Any, *args: str) -> str:
     return commit
 
 
-def _target(inventory: Any, to: str) -> str:
+def _point_label(method: str, name: str, to: str, as_json: bool, done: str) -> None:
+    """Add or move a label to `to`, after checking `to` exists."""
+    from blocks import config
+
+    inventory = config.inventory(None)
     if inventory.resolve(to) is None:
         raise BadInput(f"unknown --to {to!r}: the inventory has no such branch, label or commit")
-    return to
+    commit = _labels_call(getattr(inventory, method), name, to)
+    emit({"label": name, "commit": commit}, as_json, f"label {name} {done} {commit}")
 
 
 @label_app.command("list")
@@ -179,11 +184,7 @@ def label_add(
     as_json: JsonOpt = False,
 ) -> None:
     """Create a label; refused when it exists already (use `label move`)."""
-    from blocks import config
-
-    inventory = config.inventory(None)
-    commit = _labels_call(inventory.add_label, name, _target(inventory, to))
-    emit({"label": name, "commit": commit}, as_json, f"label {name} added at {commit}")
+    _point_label("add_label", name, to, as_json, "added at")
 
 
 @label_app.command("move")
@@ -193,11 +194,7 @@ def label_move(
     as_json: JsonOpt = False,
 ) -> None:
     """Move an existing label (a compare-and-swap: a concurrent move makes it exit 1)."""
-    from blocks import config
-
-    inventory = config.inventory(None)
-    commit = _labels_call(inventory.move_label, name, _target(inventory, to))
-    emit({"label": name, "commit": commit}, as_json, f"label {name} moved to {commit}")
+    _point_label("move_label", name, to, as_json, "moved to")
 
 
 @label_app.command("delete")

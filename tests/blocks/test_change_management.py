@@ -3,13 +3,13 @@ incidents."""
 
 from __future__ import annotations
 
-import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+from stack_support import git_in
 
 from blocks.change_management import GitChangeManagement
 from changeflow.errors import BadInput, IntegrityError
@@ -26,26 +26,6 @@ from changeflow.models import (
     Severity,
     asset_id,
 )
-
-
-@pytest.fixture(autouse=True)
-def _prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PREFECT_HOME", str(tmp_path_factory.mktemp("prefect-home")))
-        yield
-
-
-def _git(remote: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "--git-dir", str(remote), *args], check=True, capture_output=True, text=True
-    ).stdout
-
-
-@pytest.fixture
-def bare(tmp_path: Path) -> Path:
-    path = tmp_path / "changes.git"
-    subprocess.run(["git", "init", "--quiet", "--bare", str(path)], check=True)
-    return path
 
 
 @pytest.fixture
@@ -72,10 +52,10 @@ def test_create_allocates_sequential_ids(changes: GitChangeManagement, bare: Pat
     assert (first.id, second.id) == ("CHG0000001", "CHG0000002")
     assert changes.get("CHG0000001") == first
     assert [cr.id for cr in changes.list()] == ["CHG0000001", "CHG0000002"]
-    assert _git(bare, "show", "main:changes/CHG0000001.json").encode() == first.to_json() + b"\n"
-    markdown = _git(bare, "show", "main:changes/CHG0000002.md")
+    assert git_in(bare, "show", "main:changes/CHG0000001.json").encode() == first.to_json() + b"\n"
+    markdown = git_in(bare, "show", "main:changes/CHG0000002.md")
     assert markdown.startswith("# CHG0000002: deploy to prod / eu-de")
-    subject, author = _git(bare, "log", "--format=%s|%an", "main").splitlines()[-1].split("|")
+    subject, author = git_in(bare, "log", "--format=%s|%an", "main").splitlines()[-1].split("|")
     assert subject == "CHG0000001: filed by the deploy flow" and author == "deployer"
 
 
@@ -105,8 +85,8 @@ def test_concurrent_creates_get_distinct_ids(bare: Path, tmp_path: Path) -> None
     stored = GitChangeManagement(remote_url=bare.as_uri(), cache_dir=str(tmp_path / "x")).list()
     # each id holds the record its creator built (no creator's record was overwritten)
     assert {cr.id: cr.region for cr in stored} == {cr.id: cr.region for cr in created}
-    assert _git(bare, "rev-list", "--count", "main").strip() == str(count)
-    assert _git(bare, "rev-list", "--merges", "main") == ""
+    assert git_in(bare, "rev-list", "--count", "main").strip() == str(count)
+    assert git_in(bare, "rev-list", "--merges", "main") == ""
 
 
 def test_update_is_one_commit_and_git_log_is_the_audit_trail(
@@ -119,13 +99,13 @@ def test_update_is_one_commit_and_git_log_is_the_audit_trail(
             "approvals": [Approval(by="alice", decision="approved", comment="ok")],
         }
     )
-    before = int(_git(bare, "rev-list", "--count", "main"))
+    before = int(git_in(bare, "rev-list", "--count", "main"))
     changes.update(approved, "approved by alice: evidence complete", by="alice")
-    assert int(_git(bare, "rev-list", "--count", "main")) == before + 1
-    assert _git(bare, "show", "--stat", "--format=", "main").count("changes/CHG0000001") == 2
+    assert int(git_in(bare, "rev-list", "--count", "main")) == before + 1
+    assert git_in(bare, "show", "--stat", "--format=", "main").count("changes/CHG0000001") == 2
     assert changes.get(cr.id) == approved
-    assert "approved by alice" in _git(bare, "show", "main:changes/CHG0000001.md")
-    log = _git(bare, "log", "--format=%an: %s", "main", "--", "changes/CHG0000001.json")
+    assert "approved by alice" in git_in(bare, "show", "main:changes/CHG0000001.md")
+    log = git_in(bare, "log", "--format=%an: %s", "main", "--", "changes/CHG0000001.json")
     assert log.splitlines() == [
         "alice: CHG0000001: approved by alice: evidence complete",
         "changeflow: CHG0000001: change request created",
@@ -138,7 +118,7 @@ def test_update_is_one_commit_and_git_log_is_the_audit_trail(
     assert "state: scheduled" in history[0]["message"]
     # writing the same state again changes nothing
     changes.update(approved, "approved again")
-    assert int(_git(bare, "rev-list", "--count", "main")) == before + 1
+    assert int(git_in(bare, "rev-list", "--count", "main")) == before + 1
 
 
 def test_unknown_change_requests_are_bad_input(changes: GitChangeManagement) -> None:
@@ -184,12 +164,14 @@ def test_incidents_are_stored_one_commit_per_reconciliation(
     changes.create(draft())
     today = date(2026, 11, 26)
     first = reconcile(changes.incidents(), _incidents(today, "B105", "B301"), today)
-    before = int(_git(bare, "rev-list", "--count", "main"))
+    before = int(git_in(bare, "rev-list", "--count", "main"))
     changes.put_incidents(first, "ci run ci-1", by="ci")
-    assert int(_git(bare, "rev-list", "--count", "main")) == before + 1
-    files = _git(bare, "ls-tree", "-r", "--name-only", "main", "incidents/").split()
+    assert int(git_in(bare, "rev-list", "--count", "main")) == before + 1
+    files = git_in(bare, "ls-tree", "-r", "--name-only", "main", "incidents/").split()
     assert files == sorted(f"incidents/{i.id}.json" for i in first)
-    assert _git(bare, "log", "-1", "--format=%an|%s", "main").strip() == "ci|incidents: ci run ci-1"
+    assert (
+        git_in(bare, "log", "-1", "--format=%an|%s", "main").strip() == "ci|incidents: ci run ci-1"
+    )
     # another reader sees them; the CR ids are not disturbed by the incidents folder
     reader = GitChangeManagement(remote_url=bare.as_uri(), cache_dir=str(tmp_path / "reader"))
     assert reader.incidents() == first
@@ -251,4 +233,4 @@ def test_identical_concurrent_drafts_still_get_distinct_ids(
         worker.join()
     assert errors == []
     assert sorted(ids) == [f"CHG{n:07d}" for n in range(1, count + 1)]
-    assert _git(bare, "rev-list", "--count", "main").strip() == str(count)
+    assert git_in(bare, "rev-list", "--count", "main").strip() == str(count)

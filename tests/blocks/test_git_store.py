@@ -9,23 +9,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
+from stack_support import git_in
 
 from blocks.git_store import GitError, GitRemote, RefConflict
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _git(remote: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "--git-dir", str(remote), *args], check=True, capture_output=True, text=True
-    ).stdout
-
-
-@pytest.fixture
-def bare(tmp_path: Path) -> Path:
-    path = tmp_path / "remote.git"
-    subprocess.run(["git", "init", "--quiet", "--bare", str(path)], check=True)
-    return path
 
 
 @pytest.fixture
@@ -55,8 +43,8 @@ def test_commit_and_read_round_trip(remote: GitRemote, bare: Path) -> None:
     assert remote.read_files(head, ["team/app/b.json", "missing", "team"]) == {
         "team/app/b.json": b"[1]\n"
     }
-    assert _git(bare, "show", "master:team/app/b.json") == "[1]\n"
-    assert _git(bare, "log", "-1", "--format=%an <%ae>|%cn|%s", "master").strip() == (
+    assert git_in(bare, "show", "master:team/app/b.json") == "[1]\n"
+    assert git_in(bare, "log", "-1", "--format=%an <%ae>|%cn|%s", "master").strip() == (
         "Jane Doe <jane@example.com>|changeflow|first"
     )
     assert [c["commit"] for c in remote.log("master")] == [head]
@@ -65,9 +53,9 @@ def test_commit_and_read_round_trip(remote: GitRemote, bare: Path) -> None:
 def test_delete_drops_emptied_folders(remote: GitRemote, bare: Path) -> None:
     remote.commit("master", _put({"a/b/c": b"1", "a/d": b"2", "e": b"3"}), "add")
     remote.commit("master", _put({"a/b/c": None}), "delete c")
-    assert _git(bare, "ls-tree", "-r", "-t", "--name-only", "master").split() == ["a", "a/d", "e"]
+    assert git_in(bare, "ls-tree", "-r", "-t", "--name-only", "master").split() == ["a", "a/d", "e"]
     remote.commit("master", _put({"a/d": None}), "delete d")
-    assert _git(bare, "ls-tree", "-r", "-t", "--name-only", "master").split() == ["e"]
+    assert git_in(bare, "ls-tree", "-r", "-t", "--name-only", "master").split() == ["e"]
     assert remote.diff("master~1", "master") == ([], [], ["a/d"])
 
 
@@ -78,7 +66,7 @@ def test_a_change_that_changes_nothing_makes_no_commit(remote: GitRemote, bare: 
     assert remote.commit("master", lambda _p: None, "nothing") is None
     assert remote.commit("master", lambda _p: {}, "nothing") is None
     assert remote.commit("other", lambda _p: {"x": None}, "nothing on a new branch") is None
-    assert _git(bare, "rev-list", "--count", "--all").strip() == "1"
+    assert git_in(bare, "rev-list", "--count", "--all").strip() == "1"
 
 
 def test_change_sees_the_parent(remote: GitRemote) -> None:
@@ -131,7 +119,7 @@ def test_a_writer_reapplies_its_change_on_a_moved_head(bare: Path, tmp_path: Pat
     head = one.commit("master", change, "mine")
     assert len(calls) == 2 and calls[0] != calls[1]
     assert set(one.read_files(head or "")) == {"base", "other", "mine"}
-    assert _git(bare, "rev-list", "--count", "master").strip() == "3"
+    assert git_in(bare, "rev-list", "--count", "master").strip() == "3"
 
 
 def test_concurrent_writers_keep_every_write_and_a_linear_history(
@@ -158,10 +146,10 @@ def test_concurrent_writers_keep_every_write_and_a_linear_history(
     for worker in workers:
         worker.join()
     assert errors == []
-    files = _git(bare, "ls-tree", "-r", "--name-only", "master").split()
+    files = git_in(bare, "ls-tree", "-r", "--name-only", "master").split()
     assert len(files) == threads * writes
-    assert _git(bare, "rev-list", "--merges", "master") == ""
-    assert _git(bare, "rev-list", "--count", "master").strip() == str(threads * writes)
+    assert git_in(bare, "rev-list", "--merges", "master") == ""
+    assert git_in(bare, "rev-list", "--count", "master").strip() == str(threads * writes)
 
 
 def test_processes_can_create_one_mirror_at_once(bare: Path, tmp_path: Path) -> None:
@@ -187,13 +175,13 @@ def test_set_ref_is_a_compare_and_swap(remote: GitRemote, bare: Path) -> None:
     remote.set_ref("refs/tags/prod_latest", first, expected=None)
     assert remote.tags() == {"prod_latest": first}
     remote.set_ref("refs/tags/prod_latest", second, expected=first)
-    assert _git(bare, "rev-parse", "prod_latest").strip() == second
+    assert git_in(bare, "rev-parse", "prod_latest").strip() == second
     with pytest.raises(RefConflict):
         remote.set_ref("refs/tags/prod_latest", first, expected=first)  # stale
     with pytest.raises(RefConflict):
         remote.set_ref("refs/tags/prod_latest", first, expected=None)  # exists already
     remote.set_ref("refs/tags/prod_latest", first)  # CAS on the freshly fetched value
-    assert _git(bare, "rev-parse", "prod_latest").strip() == first
+    assert git_in(bare, "rev-parse", "prod_latest").strip() == first
     with pytest.raises(RefConflict):
         remote.delete_ref("refs/tags/prod_latest", expected=second)
     remote.delete_ref("refs/tags/prod_latest")
@@ -229,11 +217,11 @@ def test_errors_never_show_url_credentials(tmp_path: Path) -> None:
 def test_ref_value_is_what_a_compare_and_swap_expects(remote: GitRemote, bare: Path) -> None:
     head = remote.commit("master", _put({"a": b"1"}), "one")
     assert head is not None
-    _git(
+    git_in(
         bare, "-c", "user.name=t", "-c", "user.email=t@t", "tag", "-a", "-m", "x", "v_latest", head
     )
     remote.fetch()
-    tag_object = _git(bare, "rev-parse", "refs/tags/v_latest").strip()
+    tag_object = git_in(bare, "rev-parse", "refs/tags/v_latest").strip()
     assert tag_object != head  # an annotated tag: the ref holds the tag object
     assert remote.ref_value("refs/tags/v_latest") == tag_object
     assert remote.resolve("v_latest") == head

@@ -4,37 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from stack_support import git_in
 
 from blocks.git_store import RefConflict
 from blocks.inventory import PROMOTION_FILE, GitInventory, is_entry_path
 from changeflow.errors import BadInput, IntegrityError, NotReady
 from changeflow.models import InventoryEntry, Promotion
-
-
-@pytest.fixture(autouse=True)
-def _prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PREFECT_HOME", str(tmp_path_factory.mktemp("prefect-home")))
-        yield
-
-
-def _git(remote: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "--git-dir", str(remote), *args], check=True, capture_output=True, text=True
-    ).stdout
-
-
-@pytest.fixture
-def bare(tmp_path: Path) -> Path:
-    path = tmp_path / "inventory.git"
-    subprocess.run(["git", "init", "--quiet", "--bare", str(path)], check=True)
-    return path
 
 
 @pytest.fixture
@@ -74,8 +53,8 @@ def promotion(pid: str, target: str = "staging", **kwargs: object) -> Promotion:
 
 def test_add_get_and_list_entries(inventory: GitInventory, bare: Path) -> None:
     head = inventory.add_entries([entry("app-a"), entry("team/app-b")], message="ci build 1")
-    assert head == _git(bare, "rev-parse", "master").strip()
-    assert _git(bare, "log", "-1", "--format=%s", "master").strip() == "ci build 1"
+    assert head == git_in(bare, "rev-parse", "master").strip()
+    assert git_in(bare, "log", "-1", "--format=%s", "master").strip() == "ci build 1"
     assert inventory.get("app-a", "master") == entry("app-a")
     assert inventory.get("team/app-b", head or "") == entry("team/app-b")
     assert inventory.get("nope", "master") is None
@@ -83,10 +62,10 @@ def test_add_get_and_list_entries(inventory: GitInventory, bare: Path) -> None:
         "app-a": entry("app-a"),
         "team/app-b": entry("team/app-b"),
     }
-    assert _git(bare, "show", "master:app-a").encode() == entry("app-a").to_json() + b"\n"
+    assert git_in(bare, "show", "master:app-a").encode() == entry("app-a").to_json() + b"\n"
     # the same content again makes no commit
     assert inventory.add_entries([entry("app-a")]) == head
-    assert _git(bare, "rev-list", "--count", "master").strip() == "1"
+    assert git_in(bare, "rev-list", "--count", "master").strip() == "1"
     second = inventory.add_entries([entry("app-a", "1.0.1")])
     assert second != head
     assert inventory.get("app-a", "master") == entry("app-a", "1.0.1")
@@ -166,8 +145,8 @@ def test_promote_creates_the_environment_branch(inventory: GitInventory, bare: P
     assert inventory.promotion("staging") == record
     assert inventory.branches() == ["master", "staging"]  # the promotion branch is gone
     assert inventory.environments() == ["staging"]
-    assert _git(bare, "rev-list", "--merges", "staging") == ""
-    assert PROMOTION_FILE in _git(bare, "ls-tree", "--name-only", "staging")
+    assert git_in(bare, "rev-list", "--merges", "staging") == ""
+    assert PROMOTION_FILE in git_in(bare, "ls-tree", "--name-only", "staging")
     with pytest.raises(NotReady, match="nothing to promote from master to staging"):
         inventory.promote(promotion("p2"))
     # a new version is promoted on top of the environment's history
@@ -175,7 +154,7 @@ def test_promote_creates_the_environment_branch(inventory: GitInventory, bare: P
     again = inventory.promote(promotion("p3"))
     assert again.entries == ["app-b"]
     assert inventory.get("app-b", "staging") == entry("app-b", "2.0.0")
-    assert _git(bare, "rev-list", "--count", "staging").strip() == "2"
+    assert git_in(bare, "rev-list", "--count", "staging").strip() == "2"
 
 
 def test_deletions_are_not_promoted(inventory: GitInventory) -> None:
@@ -207,7 +186,7 @@ def test_a_promotion_for_review_is_merged_later(inventory: GitInventory, bare: P
     with pytest.raises(BadInput):
         inventory.promote(promotion("rel-7"), merge=False)  # already open
     head = inventory.merge_promotion("rel-7")
-    assert head == _git(bare, "rev-parse", "staging").strip()
+    assert head == git_in(bare, "rev-parse", "staging").strip()
     assert "promotion/staging/rel-7" not in inventory.branches()
     assert inventory.entries("staging") == {"app-a": entry("app-a")}
     with pytest.raises(BadInput, match="unknown promotion rel-7"):
@@ -227,8 +206,8 @@ def test_a_merge_reapplies_on_a_target_that_moved(inventory: GitInventory, bare:
     }
     last = inventory.promotion("staging")
     assert last is not None and last.id == "p2"
-    assert _git(bare, "rev-list", "--merges", "staging") == ""
-    assert _git(bare, "rev-list", "--count", "staging").strip() == "3"
+    assert git_in(bare, "rev-list", "--merges", "staging") == ""
+    assert git_in(bare, "rev-list", "--count", "staging").strip() == "3"
 
 
 def test_move_tag(inventory: GitInventory, bare: Path) -> None:
@@ -237,7 +216,7 @@ def test_move_tag(inventory: GitInventory, bare: Path) -> None:
     assert inventory.tag("us-south_prod_latest") == first
     second = inventory.add_entries([entry("app-a", "2.0.0")])
     inventory.move_tag("us-south_prod_latest", second or "")
-    assert _git(bare, "rev-parse", "us-south_prod_latest").strip() == second
+    assert git_in(bare, "rev-parse", "us-south_prod_latest").strip() == second
     assert inventory.tags() == {"us-south_prod_latest": second}
     assert inventory.tag("eu_prod_latest") is None
     with pytest.raises(BadInput):
@@ -286,8 +265,8 @@ def test_sixteen_ci_writers_lose_nothing(bare: Path, tmp_path: Path) -> None:
     assert len(entries) == writers * (1 + builds)
     for i in range(writers):
         assert entries[f"team-{i}/app"] == entry(f"team-{i}/app", f"1.0.{builds - 1}")
-    assert _git(bare, "rev-list", "--merges", "master") == ""
-    messages = _git(bare, "log", "--format=%s", "master").splitlines()
+    assert git_in(bare, "rev-list", "--merges", "master") == ""
+    messages = git_in(bare, "log", "--format=%s", "master").splitlines()
     assert sorted(messages) == sorted(f"ci {i} build {j}" for i in range(writers)
                                       for j in range(builds))  # fmt: skip
     # every build's own commit is in the linear history, readable with its entries
@@ -302,7 +281,7 @@ def test_labels_add_move_delete(inventory: GitInventory, bare: Path) -> None:
     assert inventory.add_label("us-south_prod_latest", "prod_latest") == first
     with pytest.raises(BadInput, match="already exists"):
         inventory.add_label("prod_latest", second)
-    assert _git(bare, "rev-parse", "prod_latest").strip() == first
+    assert git_in(bare, "rev-parse", "prod_latest").strip() == first
     assert inventory.move_label("prod_latest", "master") == second
     assert inventory.labels() == {"prod_latest": second, "us-south_prod_latest": first}
     assert inventory.delete_label("us-south_prod_latest") == first
@@ -333,7 +312,7 @@ def test_moving_a_label_is_a_compare_and_swap(
     other.move_label("prod_latest", second)  # someone else moves it meanwhile
     with pytest.raises(RefConflict):
         inventory.git.set_ref("refs/tags/prod_latest", first, expected=seen)
-    assert _git(bare, "rev-parse", "prod_latest").strip() == second
+    assert git_in(bare, "rev-parse", "prod_latest").strip() == second
 
 
 def test_validate_names_every_bad_file(inventory: GitInventory) -> None:
@@ -381,11 +360,11 @@ def test_promotable_answers_before_any_write(inventory: GitInventory, bare: Path
     assert inventory.promotable("master", "staging") == ["app-a", "db/schema"]
     assert inventory.promotable("master", "staging", exclude=["db/*"]) == ["app-a"]
     inventory.promote(promotion("p1"))
-    before = _git(bare, "for-each-ref")
+    before = git_in(bare, "for-each-ref")
     with pytest.raises(NotReady, match="nothing to promote from master to staging"):
         inventory.promotable("master", "staging")
     with pytest.raises(BadInput):
         inventory.promotable("no-such-env", "prod")
     with pytest.raises(BadInput):
         inventory.promotable("master", "master")
-    assert _git(bare, "for-each-ref") == before
+    assert git_in(bare, "for-each-ref") == before

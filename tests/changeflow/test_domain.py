@@ -207,3 +207,42 @@ def test_environments_file_is_validated_on_load(tmp_path) -> None:  # type: igno
         "x",
         "p-r",
     ]
+
+
+def _placed(cr_id: str, region: str, state: ChangeState, commit: str, previous: str | None):  # type: ignore[no-untyped-def]
+    return ChangeRequest(
+        id=cr_id, environment="prod", region=region, deployment_run_id="d", state=state,
+        inventory_commit=commit, previous_inventory_commit=previous,
+    )  # fmt: skip
+
+
+def test_a_rerun_carries_on_with_the_unfinished_cr_of_the_same_change() -> None:
+    from changeflow.change import carry_on_with, resumable
+
+    crs = [
+        _placed("CHG0000001", "r1", ChangeState.closed, "b", "a"),
+        _placed("CHG0000002", "r1", ChangeState.implement, "c", "b"),
+        _placed("CHG0000003", "r2", ChangeState.implement, "c", "b"),
+    ]
+    assert resumable(crs, "prod", "r1", "c", "b").id == "CHG0000002"
+    # the label already moved: the run deployed but did not close
+    assert resumable(crs, "prod", "r1", "c", "c").id == "CHG0000002"
+    assert resumable(crs, "prod", "r1", "d", "c") is None
+    assert carry_on_with(crs[1], "prod", "r1") is crs[1]
+    with pytest.raises(BadInput, match="not prod/r2"):
+        carry_on_with(crs[1], "prod", "r2")
+    with pytest.raises(BadInput, match="nothing left to deploy"):
+        carry_on_with(crs[0], "prod", "r1")
+
+
+def test_what_is_deployed_where_and_by_which_cr() -> None:
+    from changeflow.change import deployed_by, deployed_regions
+
+    labels = {"r1_prod_latest": "c", "r2_prod_latest": "b", "prod_latest": "c", "r1_qa_latest": "x"}
+    assert deployed_regions(labels, "prod") == {"r1": "c", "r2": "b"}
+    crs = [
+        _placed("CHG0000001", "r1", ChangeState.closed, "c", "b"),
+        _placed("CHG0000002", "r1", ChangeState.cancelled, "c", "b"),
+    ]
+    assert deployed_by(crs, "prod", "r1", "c").id == "CHG0000001"
+    assert deployed_by(crs, "prod", "r2", "b") is None

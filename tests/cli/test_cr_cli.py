@@ -4,28 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from stack_support import run_changeflow
+from stack_support import git_in, run_changeflow
 
 from blocks.change_management import GitChangeManagement
 from changeflow.change import close, record_decision, transition
 from changeflow.models import Approval, ChangeRequest, ChangeState, CloseCategory
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PREFECT_HOME", str(tmp_path_factory.mktemp("prefect-home")))
-        yield
-
-
-def _git(remote: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "--git-dir", str(remote), *args], check=True, capture_output=True, text=True
-    ).stdout
 
 
 class Repo:
@@ -63,7 +49,7 @@ class Repo:
         return self.block.update(cr, f"now {state.value}")
 
     def commits(self) -> int:
-        return int(_git(self.remote, "rev-list", "--count", "--all"))
+        return int(git_in(self.remote, "rev-list", "--count", "--all"))
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHANGEFLOW_")}
