@@ -281,6 +281,17 @@ def cr_table(crs: list[ChangeRequest], where: str) -> str:
     )
 
 
+def _flush_to_prefect() -> None:
+    """Send the last run logs and events while the demo's Prefect server still listens."""
+    if "prefect" not in sys.modules:
+        return
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=5)
+    EventsWorker.drain_all(timeout=5)
+
+
 def run_demo(keep: bool = False, say: Say = print) -> list[ChangeRequest]:
     """Start a local stack in a temporary workspace, run the lifecycle, print every CR."""
     _quiet_prefect_console()
@@ -321,6 +332,7 @@ def run_demo(keep: bool = False, say: Say = print) -> list[ChangeRequest]:
         )
         return crs
     finally:
+        _flush_to_prefect()
         stack.stop()
         if keep:
             say(f"workspace kept in {workspace}")
