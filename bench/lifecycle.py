@@ -1,10 +1,12 @@
 """The demo lifecycle's wall time, and how much of it is Prefect's own overhead.
 
 Runs the demo's three releases (3 ci runs, 5 promotions, 7 deployments, one approved by a person)
-on a local stack of its own, then asks the Prefect API for every flow and task run. Prefect's own
-share is estimated as the flow runs' time outside their task runs (engine, state changes,
-artifacts, events, logging) over the wall time; the baseline, measured in the same run, is the
-time spent inside task runs (the commands, S3 and git work itself).
+on a local stack of its own, timing every flow call, then asks the Prefect API for every flow and
+task run. The baseline, measured in the same run, is the time inside task runs: the commands, the
+S3 and the git work itself. Prefect's own share adds up three parts: creating and starting each
+flow run (created to running), the flow runs' running time outside their task runs (engine, state
+changes, artifacts, events, logs; the flows' own code is a few milliseconds of domain functions),
+and finishing a run until the call returns. A paused run's wait for a person is not overhead.
 
     uv run python bench/lifecycle.py [--json]
 """
@@ -19,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -36,41 +39,73 @@ def main() -> None:
     workspace = Path(tempfile.mkdtemp(prefix="changeflow-bench-lifecycle-"))
     stack = LocalStack(workspace / "stack").start()
     os.environ.update(stack.env)
+    calls: dict[Any, float] = {}
     try:
         from blocks import config
         from changeflow.demo import DemoLifecycle
 
         config.evidence_locker(None).create_bucket()
+        _time_flow_calls(calls)
         started = time.perf_counter()
         DemoLifecycle(workspace, lambda _: None).run()
         wall = time.perf_counter() - started
-        flows, tasks, task_runs = _run_times()
+        runs = _run_times(calls)
     finally:
         stack.stop()
         shutil.rmtree(workspace, ignore_errors=True)
 
-    result = {
-        "lifecycle_wall_s": round(wall, 1),
-        "flow_runs_s": round(flows, 1),
-        "task_runs_s": round(tasks, 1),
-        "task_runs": task_runs,
-        "prefect_overhead_s": round(flows - tasks, 1),
-        "prefect_overhead_share": round((flows - tasks) / wall, 3),
-    }
+    inside = runs["running"] - runs["tasks"]
+    own = runs["starting"] + inside + runs["finishing"]
+    outside = wall - runs["running"] - runs["paused"] - runs["starting"] - runs["finishing"]
+    rows = [
+        ("demo lifecycle, wall", wall),
+        (f"inside {runs['task_runs']} task runs: the work (baseline)", runs["tasks"]),
+        (f"Prefect creating and starting {runs['flow_runs']} flow runs", runs["starting"]),
+        ("Prefect inside flow runs, outside task runs", inside),
+        ("Prefect finishing flow runs until the call returns", runs["finishing"]),
+        ("**Prefect's own, all told**", own),
+        ("waiting for a person (the paused run)", runs["paused"]),
+        ("outside flow runs (the demo's git commits, the CLI process it starts)", outside),
+    ]
     if args.json:
+        result = {
+            "lifecycle_wall_s": round(wall, 1),
+            "task_runs": runs["task_runs"],
+            "flow_runs": runs["flow_runs"],
+            "task_runs_s": round(runs["tasks"], 1),
+            "starting_s": round(runs["starting"], 1),
+            "inside_flow_runs_s": round(inside, 1),
+            "finishing_s": round(runs["finishing"], 1),
+            "prefect_overhead_s": round(own, 1),
+            "prefect_overhead_share": round(own / wall, 3),
+            "paused_s": round(runs["paused"], 1),
+            "outside_s": round(outside, 1),
+        }
         print(json.dumps(result, sort_keys=True))
         return
     print("| measure | seconds | share of wall time |")
     print("| --- | ---: | ---: |")
-    print(f"| demo lifecycle, wall | {wall:.1f} | 1.00 |")
-    print(f"| inside flow runs | {flows:.1f} | {flows / wall:.2f} |")
-    own = flows - tasks
-    print(f"| inside task runs ({task_runs}: the work) | {tasks:.1f} | {tasks / wall:.2f} |")
-    print(f"| Prefect's own (flow runs outside tasks) | {own:.1f} | {own / wall:.2f} |")
+    for name, seconds in rows:
+        print(f"| {name} | {seconds:.1f} | {seconds / wall:.2f} |")
 
 
-def _run_times() -> tuple[float, float, int]:
-    """Total time of every flow run and every task run the API knows."""
+def _time_flow_calls(calls: dict[Any, float]) -> None:
+    """Record how long each flow call in this process takes, by its flow run id."""
+    from prefect.flows import Flow
+
+    original = Flow.__call__
+
+    def timed(self: Flow[Any, Any], *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        state = original(self, *args, return_state=True, **kwargs)
+        calls[state.state_details.flow_run_id] = time.perf_counter() - started
+        return state.result()
+
+    Flow.__call__ = timed  # type: ignore[method-assign]
+
+
+def _run_times(calls: dict[Any, float]) -> dict[str, Any]:
+    """Sum the phases of every flow run and task run the API knows."""
     from prefect import get_client
 
     with get_client(sync_client=True) as client:
@@ -81,10 +116,23 @@ def _run_times() -> tuple[float, float, int]:
             if not more:
                 break
             task_runs += more
-    # a paused run's wait for a person is not Prefect's overhead: count its running time only
-    flows = sum(r.total_run_time.total_seconds() for r in flow_runs)
-    tasks = sum(r.total_run_time.total_seconds() for r in task_runs)
-    return flows, tasks, len(task_runs)
+    starting = running = paused = finishing = 0.0
+    for run in flow_runs:
+        assert run.start_time and run.end_time, f"{run.name} did not finish"
+        running += run.total_run_time.total_seconds()
+        starting += (run.start_time - run.created).total_seconds()
+        paused += (run.end_time - run.start_time - run.total_run_time).total_seconds()
+        if run.id in calls:  # the paused run's own process is not timed here
+            finishing += calls[run.id] - (run.end_time - run.created).total_seconds()
+    return {
+        "flow_runs": len(flow_runs),
+        "task_runs": len(task_runs),
+        "tasks": sum(r.total_run_time.total_seconds() for r in task_runs),
+        "running": running,
+        "starting": starting,
+        "paused": paused,
+        "finishing": finishing,
+    }
 
 
 if __name__ == "__main__":

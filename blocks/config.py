@@ -10,14 +10,16 @@ from blocks.change_management import GitChangeManagement
 from blocks.evidence_locker import EvidenceLocker
 from blocks.inventory import GitInventory
 from blocks.servicenow import ServiceNowChangeManagement
+from changeflow.requests import DEFAULT_STORES
 
 __all__ = ["change_management", "evidence_locker", "inventory"]
 
 B = TypeVar("B", bound=Block)
 
-LOCKER_BLOCK = "evidence-locker"
-INVENTORY_BLOCK = "inventory"
-CHANGES_BLOCK = "change-management"
+# the default names of the saved blocks, as the flows' `stores` parameter has them
+LOCKER_BLOCK = DEFAULT_STORES.evidence_locker
+INVENTORY_BLOCK = DEFAULT_STORES.inventory
+CHANGES_BLOCK = DEFAULT_STORES.change_management
 
 
 def _saved(kind: type[B], name: str | None) -> B | None:

@@ -19,6 +19,13 @@ from typing import Any
 
 from changeflow.errors import NotReady
 from changeflow.models import ChangeRequest, ChangeState
+from changeflow.requests import (
+    AuditRequest,
+    BuildRequest,
+    DeploymentRequest,
+    PromotionRequest,
+    RecordStores,
+)
 
 __all__ = ["DemoLifecycle", "run_demo", "sample_app_dir"]
 
@@ -135,7 +142,7 @@ class DemoLifecycle:
     def ci(self, sha: str) -> None:
         from flows.ci_flow import ci
 
-        result = ci(self.repo_url, sha, inventory_block=None, locker_block=None, changes_block=None)
+        result = ci(BuildRequest(repo_url=self.repo_url, commit_sha=sha), RecordStores.from_env())
         failing = f"; failing: {', '.join(result.failed_checks)}" if result.failed_checks else ""
         self.say(
             f"  ci {sha[:12]}: {len(result.evidence)} checks recorded as evidence, "
@@ -146,18 +153,18 @@ class DemoLifecycle:
         from changeflow.models import Priority
         from flows.promote_flow import promote
 
+        request = PromotionRequest(
+            source=source,
+            target=target,
+            priority=Priority.moderate,
+            assigned_to="release-manager@example.com",
+            description=f"sample-app {version} to {target}: {why}",
+            purpose=why,
+            impact="greeting service restarts in each region",
+            backout_plan="redeploy the previous inventory commit (the region's _latest tag)",
+        )
         try:
-            promotion = promote(
-                source=source,
-                target=target,
-                priority=Priority.moderate,
-                assigned_to="release-manager@example.com",
-                description=f"sample-app {version} to {target}: {why}",
-                purpose=why,
-                impact="greeting service restarts in each region",
-                backout_plan="redeploy the previous inventory commit (the region's _latest tag)",
-                inventory_block=None,
-            )
+            promotion = promote(request, RecordStores.from_env())
         except NotReady as exc:
             self.say(f"  promote {source} -> {target}: {exc}")
             return
@@ -166,10 +173,8 @@ class DemoLifecycle:
     def deploy(self, environment: str, region: str) -> None:
         from flows.deploy_flow import deploy
 
-        outcome = deploy(
-            environment=environment, region=region, inventory_block=None,
-            locker_block=None, changes_block=None,
-        )  # fmt: skip
+        request = DeploymentRequest(environment=environment, region=region)
+        outcome = deploy(request, RecordStores.from_env())
         self.say(
             f"  deploy {environment}/{region}: {outcome.change_request} "
             f"{'auto-approved' if outcome.deployment_ready else 'NOT ready'}, "
@@ -313,9 +318,7 @@ def run_demo(keep: bool = False, say: Say = print) -> list[ChangeRequest]:
         say(cr_table(crs, stack.env["CHANGEFLOW_CHANGE_REPO_URL"]))
         from flows.audit_flow import verify
 
-        report = verify(
-            environment="prod", inventory_block=None, locker_block=None, changes_block=None
-        )
+        report = verify(AuditRequest(environment="prod"), RecordStores.from_env())
         say("")
         say(
             f"changeflow verify --environment prod: re-hashed {report.checked} records behind "

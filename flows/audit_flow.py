@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import date
 
 from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from blocks import config
 from changeflow.change import deployed_by, deployed_regions
+from changeflow.requests import DEFAULT_STORES, AuditRequest, RecordStores
 from tasks.audit import verify_change_request, verify_entries
 from tasks.change import list_change_requests, read_change_request
 from tasks.incidents import overdue_incidents
@@ -33,32 +35,32 @@ class VerificationReport(BaseModel):
         return not self.broken and self.checked > 0
 
 
-@flow(name="verify", flow_run_name="verify-{environment}")
-def verify(
-    environment: str | None = None,
-    region: str | None = None,
-    change_request: str | None = None,
-    inventory_block: str | None = config.INVENTORY_BLOCK,
-    locker_block: str | None = config.LOCKER_BLOCK,
-    changes_block: str | None = config.CHANGES_BLOCK,
-) -> VerificationReport:
+def _run_name() -> str:
+    request = flow_run.parameters["request"]
+    return f"verify-{request.environment or request.change_request}"
+
+
+@flow(name="verify", flow_run_name=_run_name)
+def verify(request: AuditRequest, stores: RecordStores = DEFAULT_STORES) -> VerificationReport:
     """Re-hash the summary, evidence, attachments and artifacts behind a deployment.
 
-    Give an environment (optionally one region) to verify what is deployed there, or a change
-    request id to verify what it was approved on.
+    Args:
+        request: what is deployed to an environment (or one region), or what a CR was approved on.
+        stores: the saved blocks that hold the records.
     """
-    locker = config.evidence_locker(locker_block)
-    changes = config.change_management(changes_block)
+    environment, region = request.environment, request.region
+    locker = config.evidence_locker(stores.evidence_locker)
+    changes = config.change_management(stores.change_management)
     report = VerificationReport()
-    if change_request:
-        cr = read_change_request(changes, change_request)
+    if request.change_request:
+        cr = read_change_request(changes, request.change_request)
         report.targets.append(cr.id)
         checked, broken = verify_change_request(locker, cr)
         report.change_requests.append(cr.id)
         report.checked += checked
         report.broken += broken
     if environment:
-        inventory = config.inventory(inventory_block)
+        inventory = config.inventory(stores.inventory)
         tags = deployed_regions(read_labels(inventory), environment)
         if region:
             tags = {r: c for r, c in tags.items() if r == region}

@@ -12,6 +12,7 @@ from blocks import config
 from changeflow.evidence import new_entries
 from changeflow.incidents import GracePeriods
 from changeflow.models import Asset, Evidence, EvidenceResult, utcnow
+from changeflow.requests import DEFAULT_STORES, BuildRequest, RecordStores
 from flows.common import run_scope, run_url
 from tasks.build import build_artifacts, checkout_source, publish_artifacts, run_check
 from tasks.evidence import record_report
@@ -32,36 +33,24 @@ class CiResult(BaseModel):
     failed_checks: list[str]
 
 
-@flow(name="ci", flow_run_name="ci-{commit_sha:.12}")
-def ci(
-    repo_url: str,
-    commit_sha: str,
-    branch: str = "master",
-    build_number: str | None = None,
-    inventory_block: str | None = config.INVENTORY_BLOCK,
-    locker_block: str | None = config.LOCKER_BLOCK,
-    changes_block: str | None = config.CHANGES_BLOCK,
-) -> CiResult:
+@flow(name="ci", flow_run_name="ci-{request.commit_sha:.12}")
+def ci(request: BuildRequest, stores: RecordStores = DEFAULT_STORES) -> CiResult:
     """Build one commit, run its checks into evidence and record its artifacts.
 
     Failing checks do not stop the build: they leave failure evidence, and a change request that
     would deploy the artifact cannot be auto-approved.
 
     Args:
-        repo_url: git URL of the application.
-        commit_sha: the commit to build (40 hex).
-        branch: the inventory branch CI writes.
-        build_number: recorded on each entry; defaults to the build's UTC timestamp.
-        inventory_block: name of a saved inventory block (else `CHANGEFLOW_INVENTORY_URL`).
-        locker_block: name of a saved evidence locker block (else `CHANGEFLOW_S3_*`).
-        changes_block: name of a saved change-management block (incidents live there).
+        request: the application and the commit to build.
+        stores: the saved blocks that hold the records (incidents live with the CRs).
     """
     logger = get_run_logger()
-    locker = config.evidence_locker(locker_block)
-    inventory = config.inventory(inventory_block)
-    changes = config.change_management(changes_block)
+    locker = config.evidence_locker(stores.evidence_locker)
+    inventory = config.inventory(stores.inventory)
+    changes = config.change_management(stores.change_management)
     scope = run_scope("ci")
-    build_number = build_number or utcnow().strftime("%Y%m%d%H%M%S")
+    repo_url, commit_sha, branch = request.repo_url, request.commit_sha, request.branch
+    build_number = request.build_number or utcnow().strftime("%Y%m%d%H%M%S")
 
     workdir, app = checkout_source(repo_url, commit_sha)
     try:

@@ -2,95 +2,32 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-import time
-from datetime import UTC, date, datetime
-from functools import partial
-from pathlib import Path
-
-from prefect import flow, get_run_logger, pause_flow_run
-from prefect.exceptions import FlowPauseTimeout
-from prefect.input import RunInput
-from prefect.runtime import flow_run
+from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
 from blocks import config
-from blocks.change_management import GitChangeManagement
-from blocks.evidence_locker import EvidenceLocker
-from blocks.inventory import GitInventory
-from changeflow.change import (
-    carry_on_with,
-    close,
-    closing_category,
-    draft_change_request,
-    record_decision,
-    resumable,
-    transition,
-)
+from changeflow.change import carry_on_with, resumable
 from changeflow.errors import BadInput
-from changeflow.models import (
-    Approval,
-    Asset,
-    ChangeRequest,
-    ChangeState,
-    ChangeType,
-    CloseCategory,
-    EvidenceResult,
-    asset_id,
+from changeflow.models import ChangeRequest, ChangeState, CloseCategory
+from changeflow.requests import DEFAULT_STORES, DeploymentRequest, RecordStores, deployment_spec
+from flows.deploy_steps import (
+    authorize,
+    file_change,
+    implement,
+    record_link,
+    start_in_window,
+    wait_for_approval,
 )
-from changeflow.project import EnvironmentSpec, expand_command, load_environments
-from changeflow.readiness import deployment_ready
-from changeflow.render import render_change_request
-from changeflow.reports import Thresholds
-from changeflow.settings import Settings
-from changeflow.summary import summarize
-from changeflow.windows import Calendar, decide_window
-from flows.common import run_scope, run_url
-from flows.ui import (
-    emit_change_event,
-    emit_evidence_failed,
-    publish_change_request,
-    publish_delta,
-    publish_summary,
-    show_progress,
-    start_progress,
-)
-from tasks.change import (
-    file_change_request,
-    list_change_requests,
-    read_change_request,
-    update_change_request,
-)
-from tasks.deployment import prepare_deployment, run_deployment_command
-from tasks.evidence import (
-    gather_evidence,
-    read_evidence,
-    record_report,
-    record_storage_check,
-    store_summary,
-)
-from tasks.incidents import overdue_incidents
-from tasks.inventory import (
-    move_labels,
-    read_delta,
-    read_entries,
-    read_promotion,
-    resolve_refs,
-)
+from flows.ui import publish_change_request, show_progress, start_progress
+from tasks.change import list_change_requests, read_change_request
+from tasks.inventory import resolve_refs
 
-__all__ = ["ApprovalInput", "DeploymentOutcome", "deploy", "environment_spec"]
-
-
-class ApprovalInput(RunInput):
-    """The form a person fills in to approve or reject a change request."""
-
-    approved: bool
-    by: str
-    comment: str = ""
+__all__ = ["DeploymentOutcome", "deploy"]
 
 
 class DeploymentOutcome(BaseModel):
+    """How one deployment ended, and under which CR."""
+
     environment: str
     region: str
     change_request: str | None = None
@@ -101,393 +38,62 @@ class DeploymentOutcome(BaseModel):
     message: str
 
 
-def environment_spec(
-    environment: str, region: str, environments_file: str | None, command: list[str] | None
-) -> EnvironmentSpec:
-    """The environment's deployment spec, from the environments file or the command line.
-
-    Raises:
-        BadInput: for an unknown environment or region, or when no deploy command is configured.
-    """
-    if environments_file:
-        spec = load_environments(Path(environments_file)).get(environment, region)
-    else:
-        spec = EnvironmentSpec(regions=[region])
-    if command:
-        spec = spec.model_copy(update={"deploy": command})
-    if not spec.deploy:
-        raise BadInput(
-            f"no deploy command configured for {environment}/{region}: "
-            "set one in the environments file or pass --command"
-        )
-    return spec
-
-
-@flow(name="deploy", flow_run_name="deploy-{environment}-{region}")
-def deploy(
-    environment: str,
-    region: str,
-    command: list[str] | None = None,
-    force: bool = False,
-    emergency: bool = False,
-    change_request: str | None = None,
-    environments_file: str | None = None,
-    inventory_block: str | None = config.INVENTORY_BLOCK,
-    locker_block: str | None = config.LOCKER_BLOCK,
-    changes_block: str | None = config.CHANGES_BLOCK,
-) -> DeploymentOutcome:
+@flow(name="deploy", flow_run_name="deploy-{request.environment}-{request.region}")
+def deploy(request: DeploymentRequest, stores: RecordStores = DEFAULT_STORES) -> DeploymentOutcome:
     """Deploy what changed in an environment's inventory to one region, under a change request.
 
     A rerun picks up where an earlier run stopped: the open CR for the same change (or the one
-    named by `change_request`) is carried on from its state, with its delta and its summary, so a
+    named by the request) is carried on from its state, with its delta and its summary, so a
     crash never files a second CR for one deployment.
 
     Args:
-        environment: the environment (an inventory branch).
-        region: the region to deploy to.
-        command: the deploy command, overriding the environments file.
-        force: deploy even when nothing changed since the last deployment.
-        emergency: go ahead without approval; the CR waits in review for it afterwards.
-        change_request: carry on with this CR (approved, say, after its run timed out).
-        environments_file: path of `environments.toml` (default `CHANGEFLOW_ENVIRONMENTS`).
-        inventory_block: name of a saved inventory block.
-        locker_block: name of a saved evidence locker block.
-        changes_block: name of a saved change-management block.
+        request: what to deploy where, and how.
+        stores: the saved blocks that hold the records.
     """
-    logger = get_run_logger()
-    # parameters are checked before anything is read or written
-    spec = environment_spec(
-        environment, region, environments_file or Settings.from_env().environments_file, command
-    )
-    locker = config.evidence_locker(locker_block)
-    inventory = config.inventory(inventory_block)
-    changes = config.change_management(changes_block)
+    environment, region = request.environment, request.region
+    # a run the API let through without the forms' choices is checked before anything is read
+    spec = deployment_spec(request)
+    locker = config.evidence_locker(stores.evidence_locker)
+    inventory = config.inventory(stores.inventory)
+    changes = config.change_management(stores.change_management)
     head, previous = resolve_refs(inventory, [environment, f"{region}_{environment}_latest"])
     if head is None:
         raise BadInput(f"unknown environment {environment!r}: the inventory has no such branch")
 
-    if change_request:
-        cr = carry_on_with(read_change_request(changes, change_request), environment, region)
+    if request.change_request:
+        cr = carry_on_with(
+            read_change_request(changes, request.change_request), environment, region
+        )
     else:
         cr = resumable(list_change_requests(changes), environment, region, head, previous)
     if cr is None:
-        cr = _file(
-            inventory, locker, changes, spec, environment, region, head, previous, force, emergency
-        )
+        cr = file_change(inventory, locker, changes, spec, request, head, previous)
         if cr is None:
             return DeploymentOutcome(
                 environment=environment, region=region, state="skipped",
                 message="nothing to deploy",
             )  # fmt: skip
     else:
-        logger.info("carrying on with %s from %s", cr.id, cr.state.value)
+        get_run_logger().info("carrying on with %s from %s", cr.id, cr.state.value)
 
     progress = start_progress(environment, region)
     show_progress(progress, cr)
     while cr.state not in (ChangeState.closed, ChangeState.cancelled, ChangeState.review):
         if cr.state is ChangeState.assess:
-            cr = _authorize(changes, cr, emergency)
+            cr = authorize(changes, cr, request.emergency)
         elif cr.state is ChangeState.authorize:
-            cr = _wait_for_approval(changes, cr, spec.approval_timeout_s)
+            cr = wait_for_approval(changes, cr, spec.approval_timeout_s)
         elif cr.state is ChangeState.scheduled:
-            cr = _start_in_window(changes, spec, cr)
+            cr = start_in_window(changes, spec, cr)
         elif cr.state is ChangeState.implement:
-            cr = _implement(inventory, locker, changes, spec, cr)
+            cr = implement(inventory, locker, changes, spec, cr)
         show_progress(progress, cr)
-    publish_change_request(cr, _record_link(changes, cr))
+    publish_change_request(cr, record_link(changes, cr))
     if cr.state is ChangeState.cancelled:
         return _outcome(cr, "not approved: the deployment did not go ahead")
     if cr.close_category is CloseCategory.unsuccessful:
         return _outcome(cr, "the deployment failed")
     return _outcome(cr, "deployed")
-
-
-def _file(
-    inventory: GitInventory,
-    locker: EvidenceLocker,
-    changes: GitChangeManagement,
-    spec: EnvironmentSpec,
-    environment: str,
-    region: str,
-    head: str,
-    previous_commit: str | None,
-    force: bool,
-    emergency: bool,
-) -> ChangeRequest | None:
-    """Compute the delta, summarize its evidence and file a CR; None when nothing changed."""
-    logger = get_run_logger()
-    delta = read_delta(inventory, previous_commit, head)
-    if delta.is_empty and not force:
-        logger.info("nothing changed in %s since the last deployment to %s", environment, region)
-        return None
-    previous = read_entries(inventory, previous_commit) if previous_commit else {}
-    publish_delta(delta, environment, region)
-
-    scope = run_scope("deploy")
-    assets = {asset_id(e.provenance): e.provenance for e in delta.entries.values()}
-    records = gather_evidence(locker, sorted(assets))
-    # the run's own evidence: is the locker keeping all of this immutable?
-    own = (
-        [record_storage_check(locker, scope, [Asset.for_uri(u) for u in assets.values()])]
-        if assets
-        else []
-    )
-    summary = summarize(
-        scope=scope,
-        environment=environment,
-        region=region,
-        assets=assets,
-        records=records,
-        run_evidence=own,
-    )
-    summary_url, summary_sha = store_summary(locker, summary)
-    publish_summary(summary, summary_url, summary_sha)
-    today = date.today()
-    applications = sorted({e.repository_url for e in delta.entries.values()})
-    late = overdue_incidents(changes, applications, today)
-    readiness = deployment_ready(summary, spec.policy, today=today).blocked_by(
-        [
-            f"{i.asset_uri}: incident {i.id} ({i.tool} {i.finding_id}) overdue since {i.due}"
-            for i in late
-        ]
-    )
-    cr = file_change_request(
-        changes,
-        partial(
-            draft_change_request,
-            environment=environment,
-            region=region,
-            deployment_run_id=scope,
-            delta=delta,
-            previous=previous,
-            inventory_commit=head,
-            previous_inventory_commit=previous_commit,
-            promotion=read_promotion(inventory, head),
-            summary=summary,
-            summary_url=summary_url,
-            summary_sha256=summary_sha,
-            readiness=readiness,
-            emergency=emergency,
-        ),
-    )
-    logger.info("filed %s (deployment ready: %s)", cr.id, readiness.ready)
-    emit_change_event("change_request.created", cr)
-    if summary.failed:
-        emit_evidence_failed(summary, cr)
-    return cr
-
-
-def _authorize(changes: GitChangeManagement, cr: ChangeRequest, emergency: bool) -> ChangeRequest:
-    """Approve a ready CR, let an emergency through, or leave it waiting for a person."""
-    cr = transition(cr, ChangeState.authorize, by="changeflow", why="assessed from the evidence")
-    if cr.deployment_ready:
-        approval = Approval(
-            by="changeflow",
-            decision="approved",
-            automatic=True,
-            comment="every required piece of evidence passes",
-        )
-        cr = update_change_request(changes, record_decision(cr, approval), "approved automatically")
-        emit_change_event("change_request.approved", cr, by="changeflow", automatic=True)
-        return cr
-    if emergency:
-        cr = transition(
-            cr, ChangeState.scheduled, by="changeflow", why="emergency: approval after the fact"
-        )
-        return update_change_request(changes, cr, "emergency")
-    cr = cr.model_copy(update={"flow_run_id": str(flow_run.get_id())})
-    return update_change_request(changes, cr, "waiting for approval")
-
-
-def _implement(
-    inventory: GitInventory,
-    locker: EvidenceLocker,
-    changes: GitChangeManagement,
-    spec: EnvironmentSpec,
-    cr: ChangeRequest,
-) -> ChangeRequest:
-    """Deploy (unless a crashed run already did), move the labels and close the CR.
-
-    The labels move only after the acceptance evidence is on the CR, so a rerun that finds the
-    region's label at the CR's commit knows the deployment happened and only closes it.
-    """
-    [label] = resolve_refs(inventory, [f"{cr.region}_{cr.environment}_latest"])
-    deployed = label == cr.inventory_commit
-    if not deployed:
-        cr = _run_deployment(inventory, locker, changes, spec, cr)
-        if not cr.is_open:
-            return cr
-        # what is deployed where, and which CR and run put it there
-        labels = [f"{cr.region}_{cr.environment}_latest", f"{cr.environment}_latest", cr.id]
-        move_labels(inventory, [*labels, run_scope("deploy")], cr.inventory_commit)
-    acceptance_ok = all(
-        record.result is EvidenceResult.success
-        for record in read_evidence(locker, cr.acceptance_evidence)
-    )
-    if cr.type is ChangeType.emergency and not cr.deployment_ready:
-        cr = transition(
-            cr, ChangeState.review, by="changeflow", why="emergency deployed: waiting for approval"
-        )
-        cr = update_change_request(changes, cr, "emergency deployed")
-    else:
-        category = closing_category(cr, acceptance_ok)
-        notes = "deployed; acceptance tests " + ("passed" if acceptance_ok else "failed")
-        cr = update_change_request(
-            changes, close(cr, category, by="changeflow", notes=notes), f"closed {category.value}"
-        )
-        emit_change_event("change_request.closed", cr)
-    emit_change_event("deployment.finished", cr, ok=True, acceptance_passed=acceptance_ok)
-    return cr
-
-
-def _start_in_window(
-    changes: GitChangeManagement, spec: EnvironmentSpec, cr: ChangeRequest
-) -> ChangeRequest:
-    """Move a scheduled CR to implement inside its change window: wait for it, or refuse."""
-    logger = get_run_logger()
-    calendar = Calendar(
-        environments={cr.environment: spec.change_windows} if spec.change_windows else {}
-    )
-    emergency = cr.type is ChangeType.emergency
-    while True:
-        decision = decide_window(calendar, cr.environment, datetime.now(UTC), emergency)
-        if decision.action != "wait" or decision.wait_until is None:
-            break
-        logger.info("%s: %s", cr.id, decision.reason)
-        # decide again at least every minute: a freeze declared meanwhile must hold
-        remaining = (decision.wait_until - datetime.now(UTC)).total_seconds()
-        time.sleep(max(1.0, min(60.0, remaining)))
-    if not decision.allowed:
-        cancelled = transition(cr, ChangeState.cancelled, by="changeflow", why=decision.reason)
-        cancelled = cancelled.model_copy(
-            update={"close_category": CloseCategory.cancelled, "close_notes": decision.reason}
-        )
-        cr = update_change_request(changes, cancelled, "refused: outside its change window")
-        emit_change_event("change_request.closed", cr)
-        return cr
-    why = f"deploying ({decision.reason})" if decision.exempt else "deploying"
-    return update_change_request(
-        changes, transition(cr, ChangeState.implement, by="changeflow", why=why), "implement"
-    )
-
-
-def _run_deployment(
-    inventory: GitInventory,
-    locker: EvidenceLocker,
-    changes: GitChangeManagement,
-    spec: EnvironmentSpec,
-    cr: ChangeRequest,
-) -> ChangeRequest:
-    """Run the deploy command and the acceptance tests; record the outcome on the CR."""
-    assert spec.deploy is not None
-    delta = read_delta(inventory, cr.previous_inventory_commit, cr.inventory_commit)
-    entries = read_entries(inventory, cr.inventory_commit)
-    scope = run_scope("deploy")
-    workdir = Path(tempfile.mkdtemp(prefix=f"changeflow-deploy-{cr.id}-"))
-    values = {"environment": cr.environment, "region": cr.region, "change_request": cr.id}
-    try:
-        context = {
-            "CHANGEFLOW_ENVIRONMENT": cr.environment,
-            "CHANGEFLOW_REGION": cr.region,
-            "CHANGEFLOW_CHANGE_REQUEST": cr.id,
-        }
-        env = prepare_deployment(locker, workdir, delta, entries, context)
-        result = run_deployment_command("deploy", expand_command(spec.deploy, values), workdir, env)
-        if not result.ok:
-            if spec.backout:
-                run_deployment_command(
-                    "backout", expand_command(spec.backout, values), workdir, env
-                )
-            notes = f"deploy command exited {result.returncode}; labels left where they were"
-            cr = close(cr, CloseCategory.unsuccessful, by="changeflow", notes=notes)
-            cr = update_change_request(changes, cr, "closed unsuccessful")
-            emit_change_event("change_request.closed", cr)
-            emit_change_event("deployment.finished", cr, ok=False)
-            return cr
-        acceptance: list[str] = []
-        if spec.acceptance:
-            run_deployment_command(
-                "acceptance", expand_command(spec.acceptance.command, values), workdir, env
-            )
-            report_path = workdir / spec.acceptance.report
-            record, _ = record_report(
-                locker,
-                report=report_path.read_bytes() if report_path.exists() else None,
-                label=report_path.name,
-                fmt=spec.acceptance.format,
-                thresholds=Thresholds(),
-                evidence_type_id="com.ibm.acceptance_tests",
-                tool=spec.acceptance.tool,
-                scope=scope,
-                assets=[Asset.for_uri(e.provenance) for e in delta.entries.values()],
-                pipeline_id="changeflow-deploy",
-                pipeline_run_url=run_url(),
-            )
-            acceptance = [record.id]
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return update_change_request(
-        changes, cr.model_copy(update={"acceptance_evidence": acceptance}), "deployed"
-    )
-
-
-def _wait_for_approval(
-    changes: GitChangeManagement, cr: ChangeRequest, timeout_s: int
-) -> ChangeRequest:
-    """Pause until a person decides, in the UI or with `changeflow cr approve|reject`."""
-    logger = get_run_logger()
-    run_id = str(flow_run.get_id())
-    if cr.flow_run_id != run_id:
-        # a rerun waits in place of the run that filed the CR
-        cr = update_change_request(
-            changes, cr.model_copy(update={"flow_run_id": run_id}), "waiting for approval"
-        )
-    publish_change_request(cr, _record_link(changes, cr))
-    logger.warning(
-        "%s is not ready (%s); waiting for approval: changeflow cr approve %s --by NAME",
-        cr.id,
-        "; ".join(cr.readiness_reasons[:3]),
-        cr.id,
-    )
-    try:
-        decision = pause_flow_run(
-            wait_for_input=ApprovalInput.with_initial_data(
-                description=render_change_request(cr), approved=True, by=""
-            ),
-            timeout=timeout_s,
-            poll_interval=2,
-        )
-    except FlowPauseTimeout:
-        current = read_change_request(changes, cr.id)
-        if current.state is ChangeState.authorize:
-            timed_out = Approval(by="changeflow", decision="rejected", comment="approval timed out")
-            current = update_change_request(
-                changes, record_decision(current, timed_out), "timed out"
-            )
-            emit_change_event("change_request.rejected", current, by="changeflow")
-        return current
-    current = read_change_request(changes, cr.id)
-    if current.state is ChangeState.authorize:
-        # decided in the UI: the CLI records its own decisions before it resumes the run
-        approval = Approval(
-            by=decision.by or "prefect-ui",
-            decision="approved" if decision.approved else "rejected",
-            comment=decision.comment,
-        )
-        current = update_change_request(
-            changes, record_decision(current, approval), approval.decision
-        )
-    decided = current.decision
-    if decided is not None:
-        emit_change_event(f"change_request.{decided.decision}", current, by=decided.by)
-    return current
-
-
-def _record_link(changes: GitChangeManagement, cr: ChangeRequest) -> str | None:
-    """Where people find the CR's record: its file in the git repo, or the ServiceNow instance."""
-    if isinstance(changes, GitChangeManagement):
-        return f"{changes.remote_url}#changes/{cr.id}.json"
-    return getattr(changes, "instance_url", None)
 
 
 def _outcome(cr: ChangeRequest, message: str) -> DeploymentOutcome:

@@ -7,64 +7,46 @@ import uuid
 from prefect import flow, get_run_logger
 
 from blocks import config
-from changeflow.models import CustomerImpact, DeploymentImpact, Priority, Promotion, utcnow
+from changeflow.models import Promotion, utcnow
+from changeflow.requests import DEFAULT_STORES, PromotionRequest, RecordStores
 from tasks.inventory import promote_entries
 
 __all__ = ["merge_promotion", "promote"]
 
 
-@flow(name="promote", flow_run_name="promote-{source}-to-{target}")
-def promote(
-    source: str,
-    target: str,
-    priority: Priority,
-    assigned_to: str,
-    description: str,
-    backout_plan: str,
-    purpose: str = "",
-    impact: str = "",
-    customer_impact: CustomerImpact = CustomerImpact.no_impact,
-    deployment_impact: DeploymentImpact = DeploymentImpact.small,
-    include: list[str] | None = None,
-    exclude: list[str] | None = None,
-    emergency: bool = False,
-    review: bool = False,
-    inventory_block: str | None = config.INVENTORY_BLOCK,
-) -> Promotion:
+@flow(name="promote", flow_run_name="promote-{request.source}-to-{request.target}")
+def promote(request: PromotionRequest, stores: RecordStores = DEFAULT_STORES) -> Promotion:
     """Promote what `source` has and `target` lacks; merged at once unless `review` is set.
 
     The promotion record's fields become the fields of the change requests that deploy it.
+
+    Args:
+        request: what to promote where, and the change's priority, owner, impact and backout.
+        stores: the saved blocks that hold the records.
     """
     promotion = Promotion(
         id=f"{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}",
-        source=source,
-        target=target,
-        priority=priority,
-        assigned_to=assigned_to,
-        description=description,
-        purpose=purpose,
-        impact=impact,
-        customer_impact=customer_impact,
-        deployment_impact=deployment_impact,
-        backout_plan=backout_plan,
-        emergency=emergency,
-        include=include or [],
-        exclude=exclude or [],
+        **request.model_dump(exclude={"review"}),
     )
-    inventory = config.inventory(inventory_block)
-    recorded = promote_entries(inventory, promotion, merge=not review)
+    inventory = config.inventory(stores.inventory)
+    recorded = promote_entries(inventory, promotion, merge=not request.review)
     get_run_logger().info(
         "promotion %s: %d entries from %s to %s%s",
         recorded.id,
         len(recorded.entries),
-        source,
-        target,
-        " (open for review)" if review else "",
+        request.source,
+        request.target,
+        " (open for review)" if request.review else "",
     )
     return recorded
 
 
 @flow(name="merge-promotion", flow_run_name="merge-promotion-{promotion_id}")
-def merge_promotion(promotion_id: str, inventory_block: str | None = config.INVENTORY_BLOCK) -> str:
-    """Merge a promotion that was left open for review."""
-    return config.inventory(inventory_block).merge_promotion(promotion_id)
+def merge_promotion(promotion_id: str, stores: RecordStores = DEFAULT_STORES) -> str:
+    """Merge a promotion that was left open for review.
+
+    Args:
+        promotion_id: the promotion's id.
+        stores: the saved blocks that hold the records.
+    """
+    return config.inventory(stores.inventory).merge_promotion(promotion_id)

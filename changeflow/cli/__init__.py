@@ -58,7 +58,9 @@ def _one_line(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        return f"invalid {where}: {first['msg']}" if where else first["msg"]
+        # a model's own check says "Value error, <why>": the why is the line
+        message = str(first["msg"]).removeprefix("Value error, ")
+        return f"invalid {where}: {message}" if where else message
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from pathlib import Path
 from typing import Annotated
@@ -15,10 +16,14 @@ from changeflow.cli._app import (
     settings,
 )
 from changeflow.errors import BadInput
-from changeflow.models import (
-    CustomerImpact,
-    DeploymentImpact,
-    Priority,
+from changeflow.models import SHA1_PATTERN, CustomerImpact, DeploymentImpact, Priority
+from changeflow.requests import (
+    AuditRequest,
+    BuildRequest,
+    DeploymentRequest,
+    PromotionRequest,
+    RecordStores,
+    deployment_spec,
 )
 
 
@@ -45,7 +50,7 @@ def promote_cmd(
     if merge:
         from flows.promote_flow import merge_promotion
 
-        commit = merge_promotion(merge, inventory_block=None)
+        commit = merge_promotion(merge, RecordStores.from_env())
         emit({"promotion": merge, "commit": commit}, as_json, f"merged {merge} at {commit}")
         return
     missing = [
@@ -57,22 +62,23 @@ def promote_cmd(
     ]  # fmt: skip
     if missing:
         raise BadInput(f"promote needs {', '.join(missing)} (or --merge ID)")
-    assert source and target and priority and assigned_to and description and backout_plan
-    if source == target:
-        raise BadInput("--source and --target must differ")
+    request = PromotionRequest.model_validate(
+        dict(
+            source=source, target=target, priority=priority, assigned_to=assigned_to,
+            description=description, backout_plan=backout_plan, purpose=purpose, impact=impact,
+            customer_impact=customer_impact, deployment_impact=deployment_impact,
+            include=include or [], exclude=exclude or [], emergency=emergency, review=review,
+        )
+    )  # fmt: skip
     from blocks import config
     from flows.promote_flow import promote
 
     # "nothing to promote" is an answer, not a failed run: say it before a run starts
-    config.inventory(None).promotable(source, target, include or [], exclude or [])
+    config.inventory(None).promotable(
+        request.source, request.target, request.include, request.exclude
+    )
 
-    promotion = promote(
-        source=source, target=target, priority=priority, assigned_to=assigned_to,
-        description=description, backout_plan=backout_plan, purpose=purpose, impact=impact,
-        customer_impact=customer_impact, deployment_impact=deployment_impact,
-        include=include or [], exclude=exclude or [], emergency=emergency, review=review,
-        inventory_block=None,
-    )  # fmt: skip
+    promotion = promote(request, RecordStores.from_env())
     state = "open for review" if review else "merged"
     emit(promotion, as_json, f"promotion {promotion.id}: {len(promotion.entries)} entries "
           f"{source} -> {target} ({state})")  # fmt: skip
@@ -85,11 +91,12 @@ def ci_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Build a commit, record its evidence and its inventory entries."""
-    if len(commit) != 40 or any(c not in "0123456789abcdef" for c in commit):
+    if not re.fullmatch(SHA1_PATTERN, commit):
         raise BadInput(f"--commit wants a full 40-hex commit sha: {commit!r}")
+    request = BuildRequest(repo_url=repo, commit_sha=commit)
     from flows.ci_flow import ci
 
-    result = ci(repo, commit, inventory_block=None, locker_block=None, changes_block=None)
+    result = ci(request, RecordStores.from_env())
     failed = f"; failing checks: {', '.join(result.failed_checks)}" if result.failed_checks else ""
     emit(result, as_json, f"ci {result.scope}: {len(result.recorded)} entries recorded, "
           f"{len(result.evidence)} evidence{failed}")  # fmt: skip
@@ -113,21 +120,20 @@ def deploy_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Deploy what changed to one environment and region under its own change request."""
-    from flows.deploy_flow import deploy, environment_spec
-
-    argv = shlex.split(command) if command else None
-    env_file = str(environments) if environments else settings().environments_file
+    request = DeploymentRequest(
+        environment=environment, region=region,
+        command=shlex.split(command) if command else None, force=force, emergency=emergency,
+        change_request=change_request,
+        environments_file=str(environments) if environments else settings().environments_file,
+    )  # fmt: skip
     # bad input is refused before a run starts
-    environment_spec(environment, region, env_file, argv)
+    deployment_spec(request)
     from blocks import config
+    from flows.deploy_flow import deploy
 
     if config.inventory(None).resolve(environment) is None:
         raise BadInput(f"unknown environment {environment!r}: the inventory has no such branch")
-    outcome = deploy(
-        environment=environment, region=region, command=argv, force=force, emergency=emergency,
-        change_request=change_request, environments_file=env_file, inventory_block=None,
-        locker_block=None, changes_block=None,
-    )  # fmt: skip
+    outcome = deploy(request, RecordStores.from_env())
     human = f"{outcome.change_request or '-'} {environment}/{region}: {outcome.message}"
     if outcome.change_request:
         human += f" ({outcome.state}" + (
@@ -146,14 +152,10 @@ def verify_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Re-hash every record behind a deployment; exit 1 when anything does not verify."""
-    if bool(environment) == bool(change_request):
-        raise BadInput("give either --environment (and optionally --region) or --change-request")
+    request = AuditRequest(environment=environment, region=region, change_request=change_request)
     from flows.audit_flow import verify
 
-    report = verify(
-        environment=environment, region=region, change_request=change_request,
-        inventory_block=None, locker_block=None, changes_block=None,
-    )  # fmt: skip
+    report = verify(request, RecordStores.from_env())
     what = ", ".join(report.targets)
     if report.ok:
         human = (f"verified {report.checked} records behind {what} "

@@ -23,6 +23,7 @@ from blocks.local_stack import init_bare_repo
 from blocks.source import commit_all
 from changeflow.demo import environments_toml, sample_app_dir
 from changeflow.models import ChangeState, CloseCategory, Priority
+from changeflow.requests import BuildRequest, PromotionRequest, RecordStores
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -105,13 +106,14 @@ def test_release_manager_sees_the_paused_run_and_its_change_request(
     env_file.write_text(environments_toml(tmp_path / "sample-app", tmp_path / "deployed"))
     monkeypatch.setenv("CHANGEFLOW_ENVIRONMENTS", str(env_file))
 
-    result = ci(repo_url, sha, inventory_block=None, locker_block=None)
+    result = ci(BuildRequest(repo_url=repo_url, commit_sha=sha), RecordStores.from_env())
     assert "unit-tests" in result.failed_checks
-    promote(
+    request = PromotionRequest(
         source="master", target=ENV, priority=Priority.moderate,
         assigned_to="release-manager@example.com", description="sample-app to staging",
-        backout_plan="redeploy the previous inventory commit", inventory_block=None,
+        backout_plan="redeploy the previous inventory commit",
     )  # fmt: skip
+    promote(request, RecordStores.from_env())
 
     deploying = subprocess.Popen(
         [*CLI, "deploy", "--environment", ENV, "--region", REGION],

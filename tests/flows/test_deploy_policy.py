@@ -8,9 +8,14 @@ from pathlib import Path
 
 from blocks import config
 from changeflow.models import ChangeState, ChangeType, CloseCategory
-from flows.deploy_flow import deploy
+from changeflow.requests import DeploymentRequest, RecordStores
+from flows.deploy_flow import DeploymentOutcome, deploy
 
-NO_BLOCKS = {"inventory_block": None, "locker_block": None, "changes_block": None}
+
+def _deploy(**options: object) -> DeploymentOutcome:
+    """Deploy prod to r1 with the stores of the CHANGEFLOW_* variables."""
+    request = DeploymentRequest.model_validate({"environment": "prod", "region": "r1", **options})
+    return deploy(request, RecordStores.from_env())
 
 
 def _freeze_now() -> str:
@@ -26,7 +31,7 @@ def _freeze_now() -> str:
 
 def test_a_freeze_refuses_the_deployment(deployable: Callable[..., Path]) -> None:
     runs = deployable(_freeze_now())
-    outcome = deploy(environment="prod", region="r1", **NO_BLOCKS)
+    outcome = _deploy()
     cr = config.change_management(None).get(outcome.change_request)
     assert cr.state is ChangeState.cancelled
     assert cr.close_category is CloseCategory.cancelled
@@ -37,7 +42,7 @@ def test_a_freeze_refuses_the_deployment(deployable: Callable[..., Path]) -> Non
 
 def test_an_emergency_is_exempt_and_waits_in_review(deployable: Callable[..., Path]) -> None:
     runs = deployable(_freeze_now(), passing=False)
-    outcome = deploy(environment="prod", region="r1", emergency=True, **NO_BLOCKS)
+    outcome = _deploy(emergency=True)
     changes = config.change_management(None)
     cr = changes.get(outcome.change_request)
     assert cr.type is ChangeType.emergency and not cr.deployment_ready
@@ -51,7 +56,7 @@ def test_a_failing_deploy_command_closes_unsuccessful_and_keeps_the_labels(
     deployable: Callable[..., Path], tmp_path: Path
 ) -> None:
     deployable('backout = ["sh", "-c", "echo backed-out > ' + str(tmp_path / "backout") + '"]\n')
-    outcome = deploy(environment="prod", region="r1", command=["false"], **NO_BLOCKS)
+    outcome = _deploy(command=["false"])
     cr = config.change_management(None).get(outcome.change_request)
     assert cr.close_category is CloseCategory.unsuccessful
     assert (tmp_path / "backout").read_text().strip() == "backed-out"
@@ -60,8 +65,8 @@ def test_a_failing_deploy_command_closes_unsuccessful_and_keeps_the_labels(
 
 def test_nothing_changed_files_no_change_request(deployable: Callable[..., Path]) -> None:
     deployable()
-    first = deploy(environment="prod", region="r1", **NO_BLOCKS)
-    again = deploy(environment="prod", region="r1", **NO_BLOCKS)
+    first = _deploy()
+    again = _deploy()
     assert first.state == "closed" and again.state == "skipped"
-    forced = deploy(environment="prod", region="r1", force=True, **NO_BLOCKS)
+    forced = _deploy(force=True)
     assert forced.change_request != first.change_request and forced.state == "closed"

@@ -45,7 +45,7 @@ def test_prefect_yaml_lists_every_flow_and_place() -> None:
         "flows/audit_flow.py:verify",
     }
     places = {
-        (s["parameters"]["environment"], s["parameters"]["region"])
+        (s["parameters"]["request"]["environment"], s["parameters"]["request"]["region"])
         for s in SPECS
         if s["entrypoint"].endswith(":deploy")
     }
@@ -82,7 +82,7 @@ def test_a_bad_parameter_does_not_validate() -> None:
     spec = next(s for s in SPECS if s["name"] == "master-to-staging")
     flow = _flow(spec)
     schema = flow.parameters.model_dump(mode="json")
-    bad = {**spec["parameters"], "priority": "whenever"}
+    bad = {"request": {**spec["parameters"]["request"], "priority": "whenever"}}
     assert validate(bad, schema, ignore_required=False)
     with pytest.raises(Exception, match="priority"):
         flow.validate_parameters(bad)
@@ -93,7 +93,7 @@ def test_serve_builds_the_same_deployments() -> None:
     assert [(d.flow_name, d.name) for d in built] == [(_flow(s).name, s["name"]) for s in SPECS]
     by_name = {d.name: d for d in built}
     eu = by_name["prod-eu-de"]
-    assert eu.parameters == {"environment": "prod", "region": "eu-de"}
+    assert eu.parameters == {"request": {"environment": "prod", "region": "eu-de"}}
     assert [(s.schedule.cron, s.schedule.timezone) for s in eu.schedules] == [
         ("0 7 * * 2,4", "Europe/Berlin")
     ]
@@ -188,3 +188,64 @@ def test_prefect_deploy_all_accepts_the_file(prefect_api: str) -> None:
     assert deployment.pull_steps == [
         {"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}
     ]
+
+
+def test_the_api_refuses_a_run_for_a_place_the_project_does_not_deploy_to(
+    prefect_api: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wrong environment or region in the run form is refused with the reason, no run made."""
+    import httpx
+    from prefect import get_client
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    from changeflow.demo import environments_toml
+
+    environments = tmp_path / "environments.toml"
+    environments.write_text(environments_toml(tmp_path / "app", tmp_path / "deployed"))
+    monkeypatch.setenv("CHANGEFLOW_ENVIRONMENTS", str(environments))
+    [registered] = runner_deployments(PROJECT, ["staging-us-south"])
+    registered.name = f"staging-us-south-{tmp_path.name}"  # apart from the other tests' ones
+    deployment_id = registered.apply()
+
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment(deployment_id)
+        schema = deployment.parameter_openapi_schema
+        request = schema["definitions"]["DeploymentRequest"]
+        assert request["properties"]["environment"]["enum"] == ["prod", "staging"]
+        reasons = {}
+        for environment, region in [("qa", "us-south"), ("staging", "eu-de")]:
+            with pytest.raises(PrefectHTTPStatusError) as refused:
+                client.create_flow_run_from_deployment(
+                    deployment_id,
+                    parameters={"request": {"environment": environment, "region": region}},
+                )
+            assert refused.value.response.status_code == 409
+            reasons[environment] = refused.value.response.json()["detail"]
+        # what the UI's form asks the API while a person fills it in
+        form = httpx.post(
+            f"{prefect_api}/ui/schemas/validate",
+            json={"schema": schema, "values": {"request": {"environment": "staging",
+                                                           "region": "eu-de"}}},
+            timeout=30,
+        )  # fmt: skip
+        form.raise_for_status()
+        refused_runs = client.read_flow_runs(
+            deployment_filter=_deployment_filter(deployment_id), limit=10
+        )
+        accepted = client.create_flow_run_from_deployment(deployment_id)
+    assert reasons == {
+        "qa": "Error creating flow run: Validation failed for field 'request.environment'. "
+        "Failure reason: 'qa' is not one of ['prod', 'staging']",
+        "staging": "Error creating flow run: Validation failed for field 'request.region'. "
+        "Failure reason: 'eu-de' is not one of ['us-south']",
+    }
+    assert form.json()["valid"] is False
+    assert "'eu-de' is not one of ['us-south']" in form.text
+    assert refused_runs == []
+    assert accepted.parameters == {"request": {"environment": "staging", "region": "us-south"}}
+
+
+def _deployment_filter(deployment_id: Any) -> Any:
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    return DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))

@@ -15,6 +15,7 @@ from stack_support import fresh_stack
 from blocks import config
 from changeflow.demo import DemoLifecycle
 from changeflow.models import ChangeState, CloseCategory
+from changeflow.requests import AuditRequest, RecordStores
 from flows.audit_flow import verify
 
 # the module's fixture runs the whole lifecycle once, inside the first test's time budget
@@ -109,7 +110,7 @@ def test_installed_where_each_region_lives(lifecycle) -> None:  # type: ignore[n
 
 
 def test_verify_rehashes_everything_behind_prod(lifecycle) -> None:  # type: ignore[no-untyped-def]
-    report = verify(environment="prod", inventory_block=None, locker_block=None, changes_block=None)
+    report = verify(AuditRequest(environment="prod"), RecordStores.from_env())
     assert report.ok, report.broken
     assert report.targets == ["prod/eu-de", "prod/us-south"]
     assert report.checked > 10

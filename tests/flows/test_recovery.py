@@ -12,7 +12,10 @@ from blocks.change_management import GitChangeManagement
 from blocks.evidence_locker import EvidenceLocker
 from blocks.inventory import GitInventory
 from changeflow.models import ChangeState, CloseCategory
+from changeflow.requests import DeploymentRequest, RecordStores
 from flows.deploy_flow import deploy
+
+PROD_R1 = DeploymentRequest(environment="prod", region="r1")
 
 
 class Crash(BaseException):
@@ -70,12 +73,10 @@ def test_rerun_completes_a_crashed_deploy(
     # retries inside the run would hide a single failure: the crash lasts for the whole run
     disarm = _crash_at(monkeypatch, owner, name, when)
     with pytest.raises(Crash):
-        deploy(environment="prod", region="r1", inventory_block=None, locker_block=None,
-               changes_block=None)  # fmt: skip
+        deploy(PROD_R1, RecordStores.from_env())
     disarm()
 
-    outcome = deploy(environment="prod", region="r1", inventory_block=None, locker_block=None,
-                     changes_block=None)  # fmt: skip
+    outcome = deploy(PROD_R1, RecordStores.from_env())
 
     crs = config.change_management(None).list()
     assert [cr.id for cr in crs] == [outcome.change_request] == ["CHG0000001"]
@@ -86,7 +87,6 @@ def test_rerun_completes_a_crashed_deploy(
     deployed = runs.read_text().split()
     assert set(deployed) == {"CHG0000001"}
     # a third run finds nothing left to do
-    again = deploy(environment="prod", region="r1", inventory_block=None, locker_block=None,
-                   changes_block=None)  # fmt: skip
+    again = deploy(PROD_R1, RecordStores.from_env())
     assert again.state == "skipped"
     assert len(config.change_management(None).list()) == 1

@@ -1,0 +1,225 @@
+"""What a person asks of each flow: the parameters of a build, a promotion, a deployment, an audit.
+
+These models are the flows' parameters, so Prefect's UI renders them as forms. The environments
+and regions of the project's `environments.toml` (`CHANGEFLOW_ENVIRONMENTS`, read when the
+deployments are registered) become the forms' choices: the Prefect API then refuses a run with
+an unknown environment, or a region the environment does not deploy to, with the reason, before
+the run exists. A run started without those choices (a stale registration, a direct call) is
+checked again at the deploy flow's first step, before anything is read or written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from changeflow.errors import BadInput
+from changeflow.models import SHA1_PATTERN, CustomerImpact, DeploymentImpact, Priority
+from changeflow.project import Environments, EnvironmentSpec, load_environments
+from changeflow.settings import Settings
+
+__all__ = [
+    "DEFAULT_STORES",
+    "AuditRequest",
+    "BuildRequest",
+    "DeploymentRequest",
+    "PromotionRequest",
+    "RecordStores",
+    "deployment_spec",
+    "project_environments",
+]
+
+# a git branch name, loosely: what an inventory branch may be called
+BRANCH_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/\-]*$"
+CHANGE_REQUEST_PATTERN = r"^CHG\d{7}$"
+
+
+def project_environments() -> Environments | None:
+    """The environments of `CHANGEFLOW_ENVIRONMENTS`, or None when it is unset or unreadable.
+
+    Only the forms' choices come from here; deployments load and check the file themselves.
+    """
+    path = Settings.from_env().environments_file
+    if not path:
+        return None
+    try:
+        return load_environments(Path(path))
+    except BadInput:
+        return None
+
+
+def _environment_choices(schema: dict[str, Any]) -> None:
+    environments = project_environments()
+    if environments and environments.environments:
+        schema["enum"] = sorted(environments.environments)
+
+
+def _optional_environment_choices(schema: dict[str, Any]) -> None:
+    environments = project_environments()
+    if environments and environments.environments:
+        for choice in schema.get("anyOf", []):
+            if choice.get("type") == "string":
+                choice["enum"] = sorted(environments.environments)
+
+
+def _region_choices(schema: dict[str, Any]) -> None:
+    environments = project_environments()
+    if environments and environments.environments:
+        regions = {r for spec in environments.environments.values() for r in spec.regions}
+        schema["enum"] = sorted(regions)
+
+
+def _regions_per_environment(schema: dict[str, Any]) -> None:
+    # JSON Schema's if/then ties each environment to its own regions, so the API refuses a
+    # region the chosen environment does not deploy to
+    environments = project_environments()
+    if environments and environments.environments:
+        schema["allOf"] = [
+            {
+                "if": {"properties": {"environment": {"const": name}}},
+                "then": {"properties": {"region": {"enum": list(spec.regions)}}},
+            }
+            for name, spec in sorted(environments.environments.items())
+        ]
+
+
+class RecordStores(BaseModel):
+    """Which saved blocks hold the records; an empty name reads the `CHANGEFLOW_*` variables.
+
+    A name with no saved block behind it falls back to the variables too.
+    """
+
+    evidence_locker: str | None = Field(
+        default="evidence-locker", description="Saved evidence locker block."
+    )
+    inventory: str | None = Field(default="inventory", description="Saved inventory block.")
+    change_management: str | None = Field(
+        default="change-management", description="Saved change-management block."
+    )
+
+    @classmethod
+    def from_env(cls) -> RecordStores:
+        """No saved blocks: every store from the `CHANGEFLOW_*` variables (as the CLI does)."""
+        return cls(evidence_locker=None, inventory=None, change_management=None)
+
+
+DEFAULT_STORES = RecordStores()
+
+
+class BuildRequest(BaseModel):
+    """Build one commit of an application, run its checks and record its artifacts."""
+
+    repo_url: str = Field(min_length=1, description="Git URL of the application.")
+    commit_sha: str = Field(pattern=SHA1_PATTERN, description="The commit to build (40 hex).")
+    branch: str = Field(
+        default="master", pattern=BRANCH_PATTERN, description="The inventory branch CI writes."
+    )
+    build_number: str | None = Field(
+        default=None, description="Recorded on each entry; defaults to the build's UTC time."
+    )
+
+
+class PromotionRequest(BaseModel):
+    """Promote what one environment has and the next lacks, under a promotion record."""
+
+    source: str = Field(pattern=BRANCH_PATTERN, description="Where the artifacts come from.")
+    target: str = Field(
+        pattern=BRANCH_PATTERN,
+        description="The environment they go to.",
+        json_schema_extra=_environment_choices,
+    )
+    priority: Priority = Field(description="How urgent the change is.")
+    assigned_to: str = Field(min_length=1, description="Who owns the change.")
+    description: str = Field(min_length=1, description="What the change is.")
+    backout_plan: str = Field(min_length=1, description="How to undo it.")
+    purpose: str = Field(default="", description="Why it is made.")
+    impact: str = Field(default="", description="What it affects.")
+    customer_impact: CustomerImpact = CustomerImpact.no_impact
+    deployment_impact: DeploymentImpact = DeploymentImpact.small
+    include: list[str] = Field(default_factory=list, description="Globs of entries to promote.")
+    exclude: list[str] = Field(default_factory=list, description="Globs of entries to leave.")
+    emergency: bool = Field(default=False, description="Deploy without waiting for approval.")
+    review: bool = Field(default=False, description="Leave it open for approval (a PR/MR).")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> PromotionRequest:
+        if self.source == self.target:
+            raise ValueError("source and target must differ")
+        return self
+
+
+class DeploymentRequest(BaseModel):
+    """Deploy what changed in an environment to one of its regions, under a change request."""
+
+    model_config = ConfigDict(json_schema_extra=_regions_per_environment)
+
+    environment: str = Field(
+        pattern=BRANCH_PATTERN,
+        description="The environment (an inventory branch).",
+        json_schema_extra=_environment_choices,
+    )
+    region: str = Field(
+        min_length=1, description="The region to deploy to.", json_schema_extra=_region_choices
+    )
+    command: list[str] | None = Field(
+        default=None, description="The deploy command, overriding the environments file."
+    )
+    force: bool = Field(default=False, description="Deploy even when nothing changed.")
+    emergency: bool = Field(
+        default=False, description="Go ahead without approval; the CR waits in review after."
+    )
+    change_request: str | None = Field(
+        default=None,
+        pattern=CHANGE_REQUEST_PATTERN,
+        description="Carry on with this CR (approved, say, after its run timed out).",
+    )
+    environments_file: str | None = Field(
+        default=None, description="Path of environments.toml (default CHANGEFLOW_ENVIRONMENTS)."
+    )
+
+
+def deployment_spec(request: DeploymentRequest) -> EnvironmentSpec:
+    """The environment's deployment spec, from the environments file or the request's command.
+
+    Raises:
+        BadInput: for an unknown environment or region, or when no deploy command is configured.
+    """
+    path = request.environments_file or Settings.from_env().environments_file
+    if path:
+        spec = load_environments(Path(path)).get(request.environment, request.region)
+    else:
+        spec = EnvironmentSpec(regions=[request.region])
+    if request.command:
+        spec = spec.model_copy(update={"deploy": request.command})
+    if not spec.deploy:
+        raise BadInput(
+            f"no deploy command configured for {request.environment}/{request.region}: "
+            "set one in the environments file or pass --command"
+        )
+    return spec
+
+
+class AuditRequest(BaseModel):
+    """What to re-verify: what is deployed to an environment (or one region), or one CR."""
+
+    environment: str | None = Field(
+        default=None,
+        description="Verify what is deployed here.",
+        json_schema_extra=_optional_environment_choices,
+    )
+    region: str | None = Field(default=None, description="Only this region.")
+    change_request: str | None = Field(
+        default=None,
+        pattern=CHANGE_REQUEST_PATTERN,
+        description="Verify what this CR was approved on.",
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> AuditRequest:
+        if bool(self.environment) == bool(self.change_request):
+            raise ValueError("give either an environment (and optionally a region) or a CR id")
+        if self.region and not self.environment:
+            raise ValueError("a region needs its environment")
+        return self
