@@ -50,6 +50,7 @@ def main() -> None:
         DemoLifecycle(workspace, lambda _: None).run()
         wall = time.perf_counter() - started
         runs = _run_times(calls)
+        with_heartbeat, without_heartbeat = _trivial_flow_call_s()
     finally:
         stack.stop()
         shutil.rmtree(workspace, ignore_errors=True)
@@ -62,7 +63,7 @@ def main() -> None:
         (f"inside {runs['task_runs']} task runs: the work (baseline)", runs["tasks"]),
         (f"Prefect creating and starting {runs['flow_runs']} flow runs", runs["starting"]),
         ("Prefect inside flow runs, outside task runs", inside),
-        ("Prefect finishing flow runs until the call returns", runs["finishing"]),
+        ("Prefect in the caller, before a run is created and after it ends", runs["finishing"]),
         ("**Prefect's own, all told**", own),
         ("waiting for a person (the paused run)", runs["paused"]),
         ("outside flow runs (the demo's git commits, the CLI process it starts)", outside),
@@ -76,6 +77,8 @@ def main() -> None:
             "starting_s": round(runs["starting"], 1),
             "inside_flow_runs_s": round(inside, 1),
             "finishing_s": round(runs["finishing"], 1),
+            "trivial_call_s": round(with_heartbeat, 2),
+            "trivial_call_without_heartbeat_s": round(without_heartbeat, 2),
             "prefect_overhead_s": round(own, 1),
             "prefect_overhead_share": round(own / wall, 3),
             "paused_s": round(runs["paused"], 1),
@@ -87,6 +90,10 @@ def main() -> None:
     print("| --- | ---: | ---: |")
     for name, seconds in rows:
         print(f"| {name} | {seconds:.1f} | {seconds / wall:.2f} |")
+    print(
+        f"\nA trivial flow call takes {with_heartbeat:.2f} s with Prefect's flow run heartbeat "
+        f"and {without_heartbeat:.2f} s without it."
+    )
 
 
 def _time_flow_calls(calls: dict[Any, float]) -> None:
@@ -102,6 +109,31 @@ def _time_flow_calls(calls: dict[Any, float]) -> None:
         return state.result()
 
     Flow.__call__ = timed  # type: ignore[method-assign]
+
+
+def _trivial_flow_call_s(calls: int = 5) -> tuple[float, float]:
+    """A trivial flow call's time with the flow run heartbeat (Prefect's default) and without.
+
+    Prefect's heartbeat thread sleeps in whole seconds and the engine joins it when a run ends,
+    so a flow call can wait up to a second after its flow returns.
+    """
+    from prefect import flow
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    @flow
+    def trivial() -> None:
+        pass
+
+    def mean_call_s() -> float:
+        trivial()  # the first call also loads the engine
+        started = time.perf_counter()
+        for _ in range(calls):
+            trivial()
+        return (time.perf_counter() - started) / calls
+
+    with_heartbeat = mean_call_s()
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        return with_heartbeat, mean_call_s()
 
 
 def _run_times(calls: dict[Any, float]) -> dict[str, Any]:

@@ -33,7 +33,8 @@ __all__ = [
 
 # a git branch name, loosely: what an inventory branch may be called
 BRANCH_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/\-]*$"
-CHANGE_REQUEST_PATTERN = r"^CHG\d{7}$"
+# empty, or a CR id: the forms render a plain text field (not "a string or None")
+CHANGE_REQUEST_PATTERN = r"^(CHG\d{7})?$"
 
 
 def project_environments() -> Environments | None:
@@ -59,9 +60,7 @@ def _environment_choices(schema: dict[str, Any]) -> None:
 def _optional_environment_choices(schema: dict[str, Any]) -> None:
     environments = project_environments()
     if environments and environments.environments:
-        for choice in schema.get("anyOf", []):
-            if choice.get("type") == "string":
-                choice["enum"] = sorted(environments.environments)
+        schema["enum"] = ["", *sorted(environments.environments)]
 
 
 def _region_choices(schema: dict[str, Any]) -> None:
@@ -91,18 +90,18 @@ class RecordStores(BaseModel):
     A name with no saved block behind it falls back to the variables too.
     """
 
-    evidence_locker: str | None = Field(
+    evidence_locker: str = Field(
         default="evidence-locker", description="Saved evidence locker block."
     )
-    inventory: str | None = Field(default="inventory", description="Saved inventory block.")
-    change_management: str | None = Field(
+    inventory: str = Field(default="inventory", description="Saved inventory block.")
+    change_management: str = Field(
         default="change-management", description="Saved change-management block."
     )
 
     @classmethod
     def from_env(cls) -> RecordStores:
         """No saved blocks: every store from the `CHANGEFLOW_*` variables (as the CLI does)."""
-        return cls(evidence_locker=None, inventory=None, change_management=None)
+        return cls(evidence_locker="", inventory="", change_management="")
 
 
 DEFAULT_STORES = RecordStores()
@@ -116,8 +115,8 @@ class BuildRequest(BaseModel):
     branch: str = Field(
         default="master", pattern=BRANCH_PATTERN, description="The inventory branch CI writes."
     )
-    build_number: str | None = Field(
-        default=None, description="Recorded on each entry; defaults to the build's UTC time."
+    build_number: str = Field(
+        default="", description="Recorded on each entry; empty: the build's UTC time."
     )
 
 
@@ -163,20 +162,20 @@ class DeploymentRequest(BaseModel):
     region: str = Field(
         min_length=1, description="The region to deploy to.", json_schema_extra=_region_choices
     )
-    command: list[str] | None = Field(
-        default=None, description="The deploy command, overriding the environments file."
+    command: list[str] = Field(
+        default_factory=list, description="The deploy command, overriding the environments file."
     )
     force: bool = Field(default=False, description="Deploy even when nothing changed.")
     emergency: bool = Field(
         default=False, description="Go ahead without approval; the CR waits in review after."
     )
-    change_request: str | None = Field(
-        default=None,
+    change_request: str = Field(
+        default="",
         pattern=CHANGE_REQUEST_PATTERN,
         description="Carry on with this CR (approved, say, after its run timed out).",
     )
-    environments_file: str | None = Field(
-        default=None, description="Path of environments.toml (default CHANGEFLOW_ENVIRONMENTS)."
+    environments_file: str = Field(
+        default="", description="Path of environments.toml (empty: CHANGEFLOW_ENVIRONMENTS)."
     )
 
 
@@ -204,14 +203,14 @@ def deployment_spec(request: DeploymentRequest) -> EnvironmentSpec:
 class AuditRequest(BaseModel):
     """What to re-verify: what is deployed to an environment (or one region), or one CR."""
 
-    environment: str | None = Field(
-        default=None,
+    environment: str = Field(
+        default="",
         description="Verify what is deployed here.",
         json_schema_extra=_optional_environment_choices,
     )
-    region: str | None = Field(default=None, description="Only this region.")
-    change_request: str | None = Field(
-        default=None,
+    region: str = Field(default="", description="Only this region (empty: every one).")
+    change_request: str = Field(
+        default="",
         pattern=CHANGE_REQUEST_PATTERN,
         description="Verify what this CR was approved on.",
     )

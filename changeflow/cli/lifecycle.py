@@ -13,7 +13,6 @@ from changeflow.cli._app import (
     JsonOpt,
     app,
     emit,
-    settings,
 )
 from changeflow.errors import BadInput
 from changeflow.models import SHA1_PATTERN, CustomerImpact, DeploymentImpact, Priority
@@ -115,16 +114,15 @@ def deploy_cmd(
     force: Annotated[bool, typer.Option("--force")] = False,
     emergency: Annotated[bool, typer.Option("--emergency")] = False,
     change_request: Annotated[
-        str | None, typer.Option(help="Carry on with this CR (its delta and its summary).")
-    ] = None,
+        str, typer.Option(help="Carry on with this CR (its delta and its summary).")
+    ] = "",
     as_json: JsonOpt = False,
 ) -> None:
     """Deploy what changed to one environment and region under its own change request."""
     request = DeploymentRequest(
         environment=environment, region=region,
-        command=shlex.split(command) if command else None, force=force, emergency=emergency,
-        change_request=change_request,
-        environments_file=str(environments) if environments else settings().environments_file,
+        command=shlex.split(command) if command else [], force=force, emergency=emergency,
+        change_request=change_request, environments_file=str(environments or ""),
     )  # fmt: skip
     # bad input is refused before a run starts
     deployment_spec(request)
@@ -146,9 +144,9 @@ def deploy_cmd(
 
 @app.command("verify")
 def verify_cmd(
-    environment: Annotated[str | None, typer.Option()] = None,
-    region: Annotated[str | None, typer.Option()] = None,
-    change_request: Annotated[str | None, typer.Option()] = None,
+    environment: Annotated[str, typer.Option()] = "",
+    region: Annotated[str, typer.Option()] = "",
+    change_request: Annotated[str, typer.Option()] = "",
     as_json: JsonOpt = False,
 ) -> None:
     """Re-hash every record behind a deployment; exit 1 when anything does not verify."""

@@ -195,3 +195,29 @@ def test_release_manager_sees_the_paused_run_and_its_change_request(
         final = client.read_flow_run(cr.flow_run_id)
     assert final.state is not None and final.state.is_completed()
     assert config.inventory(None).resolve(f"{REGION}_{ENV}_latest") == closed.inventory_commit
+
+
+def test_the_run_form_offers_only_the_projects_environments_and_regions(
+    prefect_api: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A release manager's "Custom run" form: the deployment request with its choices."""
+    from changeflow.cli.serve import runner_deployments
+
+    env_file = tmp_path / "environments.toml"
+    env_file.write_text(environments_toml(tmp_path / "sample-app", tmp_path / "deployed"))
+    monkeypatch.setenv("CHANGEFLOW_ENVIRONMENTS", str(env_file))
+    [deployment] = runner_deployments(ROOT / "prefect.yaml", ["staging-us-south"], True)
+    deployment_id = deployment.apply()
+
+    form = f"{prefect_api.removesuffix('/api')}/deployments/deployment/{deployment_id}/run"
+    profile = tmp_path / "chromium-profile"
+    text = _page_text(form, profile, lambda t: "Region" in t)
+    assert "what to deploy where, and how" in text, text[:3000]
+    # the choices of environments.toml, as selects: nothing else can be typed in
+    assert re.search(r"Environment The environment \(an inventory branch\)\. prod staging ", text)
+    assert re.search(r"Region The region to deploy to\. eu-de us-south ", text), text[:3000]
+
+    shot = DOCS / "ui-run-form.png"
+    shot.unlink(missing_ok=True)
+    done = _chromium(form, profile, f"--screenshot={shot}", "--window-size=1400,900")
+    assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
