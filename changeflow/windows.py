@@ -25,6 +25,7 @@ exempt from windows and freezes alike, and the decision says so.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from enum import StrEnum
 from pathlib import Path
@@ -52,6 +53,7 @@ __all__ = [
     "WindowDecision",
     "decide_window",
     "load_calendar",
+    "outside_windows",
     "parse_calendar",
 ]
 
@@ -274,6 +276,22 @@ def _next_opening(spec: EnvironmentWindows, now: datetime) -> datetime | None:
         if _open_at(openings, moment) and _freeze_at(spec, moment) is None:
             return moment
     return None
+
+
+def outside_windows(spec: EnvironmentWindows, moments: Iterable[datetime]) -> list[datetime]:
+    """The moments (aware) that fall outside every weekly window; freezes are not considered.
+
+    A schedule is checked with this: freezes come and go, and the deploy flow itself waits for
+    or refuses a run that starts in one.
+    """
+    if not spec.windows:
+        return []
+    out = []
+    for moment in moments:
+        at = moment.astimezone(UTC)
+        if not _open_at(_openings(spec, at, at), at):
+            out.append(moment)
+    return out
 
 
 def _when(moment: datetime, zone: tzinfo) -> str:

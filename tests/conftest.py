@@ -21,7 +21,7 @@ for _name in list(os.environ):
         del os.environ[_name]
 
 import pytest  # noqa: E402
-from stack_support import S3Server, fresh_stack, new_bucket  # noqa: E402
+from stack_support import S3Server, fresh_stack, new_bucket, ship_to_prod  # noqa: E402
 
 from blocks.evidence_locker import EvidenceLocker  # noqa: E402
 from blocks.local_stack import (  # noqa: E402
@@ -93,39 +93,9 @@ def deployable(
     """Put one artifact with passing evidence on prod; return a function that writes the
     environments file (extra TOML appended to prod's table) and gives the file the deploy
     command appends each deployment's CR id to."""
-    from blocks import config
-    from changeflow.evidence import make_evidence
-    from changeflow.models import Asset, InventoryEntry, Promotion
-    from changeflow.readiness import DEFAULT_REQUIRED_TYPES
 
     def prepare(extra: str = "", passing: bool = True) -> Path:
-        locker = config.evidence_locker(None)
-        inventory = config.inventory(None)
-        stored = locker.store_attachment_bytes(b"artifact bytes", "app.bin")
-        artifact = Asset.for_uri(f"artifact://app.bin@{stored.hash}")
-        for kind in DEFAULT_REQUIRED_TYPES:
-            result = "success" if passing or kind != DEFAULT_REQUIRED_TYPES[0] else "failure"
-            evidence = make_evidence(
-                evidence_type_id=kind, result=result, tool="t", scope="ci-1", assets=[artifact]
-            )
-            locker.put_evidence(evidence, [artifact])
-        entry = InventoryEntry(
-            name="app/bin", artifact=stored.url, version="1", type="file", sha256=stored.hash,
-            repository_url="https://example.com/app", commit_sha="c" * 40, build_number="1",
-            pipeline_run_id="ci-1", provenance=artifact.uri,
-            app_artifacts={"filename": "app.bin"},
-        )  # fmt: skip
-        inventory.add_entries([entry])
-        inventory.promote(
-            Promotion(
-                id="p1",
-                source="master",
-                target="prod",
-                assigned_to="rm",
-                description="d",
-                backout_plan="b",
-            )
-        )
+        ship_to_prod(["app/bin"], "p1", passing)
         runs = tmp_path / "deploys.txt"
         environments = tmp_path / "environments.toml"
         environments.write_text(

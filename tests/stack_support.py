@@ -21,7 +21,7 @@ from prefect_aws.client_parameters import AwsClientParameters
 from blocks.evidence_locker import EvidenceLocker
 from blocks.local_stack import init_bare_repo
 
-__all__ = ["S3Server", "fresh_stack", "git_in", "new_bucket", "run_changeflow"]
+__all__ = ["S3Server", "fresh_stack", "git_in", "new_bucket", "run_changeflow", "ship_to_prod"]
 
 
 @dataclass(frozen=True)
@@ -93,3 +93,52 @@ def git_in(remote: Path, *args: str) -> str:
     return subprocess.run(
         ["git", "--git-dir", str(remote), *args], check=True, capture_output=True, text=True
     ).stdout
+
+
+def ship_to_prod(names: list[str], promotion_id: str, passing: bool = True) -> None:
+    """Store an artifact per name with the default required evidence, record the entries on
+    master and promote them to prod, through the `CHANGEFLOW_*` stores (as CI and promote do).
+
+    With `passing` false, each artifact's first required evidence fails."""
+    from blocks import config
+    from changeflow.evidence import make_evidence
+    from changeflow.models import Asset, InventoryEntry, Promotion
+    from changeflow.readiness import DEFAULT_REQUIRED_TYPES
+
+    locker, inventory = config.evidence_locker(None), config.inventory(None)
+    entries = []
+    for name in names:
+        stored = locker.store_attachment_bytes(f"artifact bytes of {name}".encode(), "app.bin")
+        artifact = Asset.for_uri(f"artifact://{name}@{stored.hash}")
+        for kind in DEFAULT_REQUIRED_TYPES:
+            result = "success" if passing or kind != DEFAULT_REQUIRED_TYPES[0] else "failure"
+            evidence = make_evidence(
+                evidence_type_id=kind, result=result, tool="t", scope="ci-1", assets=[artifact]
+            )
+            locker.put_evidence(evidence, [artifact])
+        entries.append(
+            InventoryEntry(
+                name=name,
+                artifact=stored.url,
+                version="1",
+                type="file",
+                sha256=stored.hash,
+                repository_url="https://example.com/app",
+                commit_sha="c" * 40,
+                build_number="1",
+                pipeline_run_id="ci-1",
+                provenance=artifact.uri,
+                app_artifacts={"filename": "app.bin"},
+            )
+        )
+    inventory.add_entries(entries)
+    inventory.promote(
+        Promotion(
+            id=promotion_id,
+            source="master",
+            target="prod",
+            assigned_to="rm",
+            description="d",
+            backout_plan="b",
+        )
+    )

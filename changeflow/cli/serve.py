@@ -7,7 +7,9 @@ included) and runs their flow runs itself. Both read `prefect.yaml`, the one lis
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -15,11 +17,20 @@ import typer
 
 from changeflow.cli._app import app
 from changeflow.errors import BadInput
+from changeflow.project import Environments, load_environments
+from changeflow.settings import Settings
+from changeflow.windows import outside_windows
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
 
-__all__ = ["deployment_specs", "project_file", "runner_deployments", "serve_cmd"]
+__all__ = [
+    "deployment_specs",
+    "project_file",
+    "runner_deployments",
+    "schedules_outside_windows",
+    "serve_cmd",
+]
 
 PROJECT_FILE = "prefect.yaml"
 
@@ -53,6 +64,49 @@ def deployment_specs(path: Path) -> list[dict[str, Any]]:
     return specs
 
 
+def schedules_outside_windows(
+    specs: list[dict[str, Any]], environments: Environments, days: int = 366
+) -> list[str]:
+    """The deploy schedules that would start a run outside its environment's change windows.
+
+    Each cron schedule of a deploy deployment is expanded by Prefect's own scheduler code over
+    the next `days` (so daylight saving changes are covered) and every start is checked against
+    the weekly windows of the environment it deploys. Freezes are left to the deploy flow.
+
+    Returns:
+        One line per offending schedule, naming its first start outside the windows.
+    """
+    from prefect.server.schemas.schedules import CronSchedule
+
+    now = datetime.now(UTC)
+    problems = []
+    for spec in specs:
+        request = (spec.get("parameters") or {}).get("request") or {}
+        if not str(spec["entrypoint"]).endswith(":deploy") or not request.get("environment"):
+            continue
+        environment = request["environment"]
+        windows = environments.get(environment, request.get("region")).change_windows
+        for item in spec.get("schedules") or []:
+            if windows is None or not item.get("cron"):
+                continue
+            schedule = CronSchedule(
+                cron=item["cron"],
+                timezone=item.get("timezone") or "UTC",
+                day_or=item.get("day_or", True),
+            )
+            starts = asyncio.run(schedule.get_dates(start=now, end=now + timedelta(days=days)))
+            outside = outside_windows(windows, starts)
+            if outside:
+                first = outside[0].astimezone(windows.zone)
+                problems.append(
+                    f"{spec['name']}: `{item['cron']}` ({schedule.timezone}) starts at "
+                    f"{first:%a %Y-%m-%d %H:%M} {windows.timezone}, outside the change "
+                    f"windows of {environment} ({len(outside)} of {len(starts)} starts in "
+                    f"{days} days)"
+                )
+    return problems
+
+
 def _entrypoint(root: Path, entrypoint: str) -> str:
     file, _, function = str(entrypoint).rpartition(":")
     if not file or not function:
@@ -76,7 +130,13 @@ def runner_deployments(
     wanted = set(names or [])
     built: list[RunnerDeployment] = []
     found: set[str] = set()
-    for spec in deployment_specs(path):
+    specs = deployment_specs(path)
+    environments_file = Settings.from_env().environments_file
+    if environments_file:
+        problems = schedules_outside_windows(specs, load_environments(Path(environments_file)))
+        if problems:
+            raise BadInput(f"{path}: {problems[0]}")
+    for spec in specs:
         flow: Flow[..., Any] = load_flow_from_entrypoint(
             _entrypoint(path.parent, spec["entrypoint"])
         )
@@ -139,11 +199,27 @@ def serve_cmd(
     pause_schedules: Annotated[
         bool, typer.Option("--pause-schedules", help="Register the schedules inactive.")
     ] = False,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Check the deployments and their schedules, then exit."),
+    ] = False,
 ) -> None:
-    """Serve every deployment of prefect.yaml (schedules included) from this one process."""
+    """Serve every deployment of prefect.yaml (schedules included) from this one process.
+
+    With CHANGEFLOW_ENVIRONMENTS set, a deploy schedule that would start outside its
+    environment's change windows is refused, and the run forms offer its environments.
+    """
     from prefect import serve
 
     deployments = runner_deployments(project_file(file), deployment, pause_schedules)
+    if check:
+        checked = (
+            "every deploy schedule starts inside its change windows"
+            if Settings.from_env().environments_file
+            else "schedules not checked: CHANGEFLOW_ENVIRONMENTS is not set"
+        )
+        typer.echo(f"{len(deployments)} deployments load; {checked}")
+        return
     typer.echo(
         f"serving {len(deployments)} deployments: "
         + ", ".join(f"{d.flow_name}/{d.name}" for d in deployments),

@@ -9,7 +9,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from changeflow.errors import BadInput
-from changeflow.windows import Calendar, decide_window, load_calendar, parse_calendar
+from changeflow.windows import (
+    Calendar,
+    decide_window,
+    load_calendar,
+    outside_windows,
+    parse_calendar,
+)
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -261,3 +267,15 @@ def test_load_calendar(tmp_path: Path) -> None:
         load_calendar(path)
     path.write_text(CALENDAR)
     assert sorted(load_calendar(path).environments) == ["prod", "qa", "staging"]
+
+
+def test_outside_windows_names_the_moments_no_window_holds() -> None:
+    prod = parse_calendar(CALENDAR).environments["prod"]
+    inside = datetime(2026, 11, 24, 23, 0, tzinfo=BERLIN)  # Tuesday 23:00
+    past_midnight = datetime(2026, 11, 27, 1, 30, tzinfo=BERLIN)  # Thursday's window, Friday
+    outside = datetime(2026, 11, 25, 23, 0, tzinfo=BERLIN)  # Wednesday
+    # a freeze is the deploy flow's business, not the schedule's
+    frozen = datetime(2026, 12, 22, 23, 0, tzinfo=BERLIN)
+    assert outside_windows(prod, [inside, past_midnight, outside, frozen]) == [outside]
+    always_open = prod.model_copy(update={"windows": []})
+    assert outside_windows(always_open, [outside]) == []

@@ -206,7 +206,9 @@ def test_the_run_form_offers_only_the_projects_environments_and_regions(
     env_file = tmp_path / "environments.toml"
     env_file.write_text(environments_toml(tmp_path / "sample-app", tmp_path / "deployed"))
     monkeypatch.setenv("CHANGEFLOW_ENVIRONMENTS", str(env_file))
-    [deployment] = runner_deployments(ROOT / "prefect.yaml", ["staging-us-south"], True)
+    [deployment] = runner_deployments(
+        ROOT / "prefect.yaml", ["staging-us-south"], pause_schedules=True
+    )
     deployment_id = deployment.apply()
 
     form = f"{prefect_api.removesuffix('/api')}/deployments/deployment/{deployment_id}/run"

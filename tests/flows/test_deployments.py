@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -14,8 +15,11 @@ import pytest
 import yaml
 from prefect.flows import load_flow_from_entrypoint
 from prefect.utilities.schema_tools import validate
+from stack_support import run_changeflow
 
-from changeflow.cli.serve import deployment_specs, runner_deployments
+from changeflow.cli.serve import deployment_specs, runner_deployments, schedules_outside_windows
+from changeflow.errors import BadInput
+from changeflow.project import load_environments
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = ROOT / "prefect.yaml"
@@ -203,7 +207,8 @@ def test_the_api_refuses_a_run_for_a_place_the_project_does_not_deploy_to(
     environments = tmp_path / "environments.toml"
     environments.write_text(environments_toml(tmp_path / "app", tmp_path / "deployed"))
     monkeypatch.setenv("CHANGEFLOW_ENVIRONMENTS", str(environments))
-    [registered] = runner_deployments(PROJECT, ["staging-us-south"])
+    # paused schedules: the runs below are the only ones the server could make
+    [registered] = runner_deployments(PROJECT, ["staging-us-south"], pause_schedules=True)
     registered.name = f"staging-us-south-{tmp_path.name}"  # apart from the other tests' ones
     deployment_id = registered.apply()
 
@@ -249,3 +254,51 @@ def _deployment_filter(deployment_id: Any) -> Any:
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
     return DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+
+
+EXAMPLE_ENVIRONMENTS = ROOT / "examples" / "environments.toml"
+
+
+def test_the_shipped_schedules_start_inside_the_shipped_change_windows() -> None:
+    environments = load_environments(EXAMPLE_ENVIRONMENTS)
+    assert schedules_outside_windows(SPECS, environments) == []
+    deployed = {
+        (s["parameters"]["request"]["environment"], s["parameters"]["request"]["region"])
+        for s in SPECS
+        if s["entrypoint"].endswith(":deploy")
+    }
+    assert deployed == {(e, r) for e, spec in environments.environments.items()
+                        for r in spec.regions}  # fmt: skip
+
+
+def test_a_schedule_outside_its_change_window_is_refused(tmp_path: Path) -> None:
+    text = EXAMPLE_ENVIRONMENTS.read_text()
+    # 15:00 in Dallas is 22:00 in Frankfurt, but 21:00 in the weeks the clocks change apart
+    narrow = tmp_path / "environments.toml"
+    narrow.write_text(text.replace('start = "20:30"', 'start = "21:30"'))
+    [problem] = schedules_outside_windows(SPECS, load_environments(narrow))
+    assert problem.startswith("prod-us-south: `0 15 * * 2,4` (America/Chicago) starts at ")
+    assert "21:00 Europe/Berlin, outside the change windows of prod (" in problem
+    # only the weeks between the two daylight-saving changes
+    weeks = re.search(r"\((\d+) of (\d+) starts in 366 days\)", problem)
+    assert weeks and 0 < int(weeks[1]) < 12 and int(weeks[2]) > 100, problem
+
+    late = tmp_path / "prefect.yaml"
+    late.write_text(PROJECT.read_text().replace('"0 7 * * 2,4"', '"0 10 * * 2,4"'))
+    env = {**os.environ, "CHANGEFLOW_ENVIRONMENTS": str(EXAMPLE_ENVIRONMENTS)}
+    refused = run_changeflow("serve", "--check", "--file", str(late), env=env)
+    assert refused.returncode == 2
+    assert refused.stderr.count("\n") == 1
+    assert "prod-eu-de: `0 10 * * 2,4` (Europe/Berlin) starts at" in refused.stderr
+    checked = run_changeflow("serve", "--check", "--file", str(PROJECT), env=env)
+    assert checked.returncode == 0, checked.stderr
+    assert "8 deployments load; every deploy schedule starts inside its change windows" in (
+        checked.stdout
+    )
+
+
+def test_a_deployment_for_a_place_the_project_lacks_is_refused(tmp_path: Path) -> None:
+    only_staging = tmp_path / "environments.toml"
+    only_staging.write_text(EXAMPLE_ENVIRONMENTS.read_text().split("[environments.prod]")[0])
+    with pytest.raises(BadInput, match="unknown environment 'prod'"):
+        schedules_outside_windows(SPECS, load_environments(only_staging))
