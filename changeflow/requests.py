@@ -28,7 +28,6 @@ __all__ = [
     "PromotionRequest",
     "RecordStores",
     "deployment_spec",
-    "project_environments",
 ]
 
 # a git branch name, loosely: what an inventory branch may be called
@@ -37,50 +36,45 @@ BRANCH_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/\-]*$"
 CHANGE_REQUEST_PATTERN = r"^(CHG\d{7})?$"
 
 
-def project_environments() -> Environments | None:
-    """The environments of `CHANGEFLOW_ENVIRONMENTS`, or None when it is unset or unreadable.
+def _places() -> dict[str, list[str]]:
+    """Each environment of `CHANGEFLOW_ENVIRONMENTS` with its regions, sorted by name.
 
-    Only the forms' choices come from here; deployments load and check the file themselves.
+    Empty when the variable is unset or the file unreadable: the forms then take free text, and
+    the deploy flow reports the file's problem when it loads it.
     """
     path = Settings.from_env().environments_file
-    if not path:
-        return None
     try:
-        return load_environments(Path(path))
+        environments = load_environments(Path(path)) if path else Environments()
     except BadInput:
-        return None
+        return {}
+    return {name: list(spec.regions) for name, spec in sorted(environments.environments.items())}
 
 
 def _environment_choices(schema: dict[str, Any]) -> None:
-    environments = project_environments()
-    if environments and environments.environments:
-        schema["enum"] = sorted(environments.environments)
+    if places := _places():
+        schema["enum"] = list(places)
 
 
 def _optional_environment_choices(schema: dict[str, Any]) -> None:
-    environments = project_environments()
-    if environments and environments.environments:
-        schema["enum"] = ["", *sorted(environments.environments)]
+    if places := _places():
+        schema["enum"] = ["", *places]
 
 
 def _region_choices(schema: dict[str, Any]) -> None:
-    environments = project_environments()
-    if environments and environments.environments:
-        regions = {r for spec in environments.environments.values() for r in spec.regions}
-        schema["enum"] = sorted(regions)
+    if places := _places():
+        schema["enum"] = sorted({r for regions in places.values() for r in regions})
 
 
 def _regions_per_environment(schema: dict[str, Any]) -> None:
     # JSON Schema's if/then ties each environment to its own regions, so the API refuses a
     # region the chosen environment does not deploy to
-    environments = project_environments()
-    if environments and environments.environments:
+    if places := _places():
         schema["allOf"] = [
             {
                 "if": {"properties": {"environment": {"const": name}}},
-                "then": {"properties": {"region": {"enum": list(spec.regions)}}},
+                "then": {"properties": {"region": {"enum": regions}}},
             }
-            for name, spec in sorted(environments.environments.items())
+            for name, regions in places.items()
         ]
 
 

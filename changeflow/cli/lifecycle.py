@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shlex
 from pathlib import Path
 from typing import Annotated
@@ -15,7 +14,7 @@ from changeflow.cli._app import (
     emit,
 )
 from changeflow.errors import BadInput
-from changeflow.models import SHA1_PATTERN, CustomerImpact, DeploymentImpact, Priority
+from changeflow.models import CustomerImpact, DeploymentImpact, Priority
 from changeflow.requests import (
     AuditRequest,
     BuildRequest,
@@ -90,8 +89,6 @@ def ci_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Build a commit, record its evidence and its inventory entries."""
-    if not re.fullmatch(SHA1_PATTERN, commit):
-        raise BadInput(f"--commit wants a full 40-hex commit sha: {commit!r}")
     request = BuildRequest(repo_url=repo, commit_sha=commit)
     from flows.ci_flow import ci
 

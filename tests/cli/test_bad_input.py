@@ -107,3 +107,30 @@ def test_unknown_change_request(env: dict[str, str]) -> None:
     assert_bad_input(done, "unknown change request CHG9999999")
     done = changeflow("cr", "approve", "CHG9999999", "--by", " ")
     assert_bad_input(done, "--by")
+
+
+PROMOTION = ["--priority", "low", "--assigned-to", "rm", "--description", "d",
+             "--backout-plan", "b"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["ci", "--repo", "file:///app.git", "--commit", "abc123"], "invalid commit_sha"),
+        (["promote", "--source", "staging", "--target", "staging", *PROMOTION],
+         "source and target must differ"),
+        (["deploy", "--environment", "prod", "--region", "us-south", "--change-request", "CR-1"],
+         "invalid change_request"),
+        (["verify"], "give either an environment"),
+        (["verify", "--region", "us-south", "--change-request", "CHG0000001"],
+         "a region needs its environment"),
+    ],
+)  # fmt: skip
+def test_a_flow_request_that_does_not_validate(
+    env: dict[str, str], args: list[str], needle: str
+) -> None:
+    """The flows' own parameter models refuse it before any run starts."""
+    done = changeflow(*args)
+    assert_bad_input(done, needle)
+    assert remote_refs(env["CHANGEFLOW_CHANGE_REPO_URL"]) == []
+    assert remote_refs(env["CHANGEFLOW_INVENTORY_URL"]) == []

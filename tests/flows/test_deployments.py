@@ -169,6 +169,7 @@ def test_prefect_deploy_all_accepts_the_file(prefect_api: str) -> None:
         **os.environ,
         "PREFECT_API_URL": prefect_api,
         "CHANGEFLOW_PROJECT_DIR": str(ROOT),
+        "CHANGEFLOW_ENVIRONMENTS": str(ROOT / "examples" / "environments.toml"),
     }
     prefect = [sys.executable, "-m", "prefect", "--no-prompt"]
     pool = subprocess.run(
@@ -192,6 +193,11 @@ def test_prefect_deploy_all_accepts_the_file(prefect_api: str) -> None:
     assert deployment.pull_steps == [
         {"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}
     ]
+    # the run form offers the environments file's places, as `changeflow serve` registers them
+    request = deployment.parameter_openapi_schema["definitions"]["DeploymentRequest"]
+    assert request["properties"]["environment"]["enum"] == ["prod", "staging"]
+    assert request["properties"]["region"]["enum"] == ["eu-de", "us-south"]
+    assert deployment.enforce_parameter_schema
 
 
 def test_the_api_refuses_a_run_for_a_place_the_project_does_not_deploy_to(
