@@ -42,7 +42,7 @@ def main() -> None:
     calls: dict[Any, float] = {}
     try:
         from blocks import config
-        from changeflow.demo import DemoLifecycle
+        from changeflow.demo import DemoLifecycle, flush_to_prefect
 
         config.evidence_locker(None).create_bucket()
         _time_flow_calls(calls)
@@ -51,6 +51,7 @@ def main() -> None:
         wall = time.perf_counter() - started
         runs = _run_times(calls)
         with_heartbeat, without_heartbeat = _trivial_flow_call_s()
+        flush_to_prefect()
     finally:
         stack.stop()
         shutil.rmtree(workspace, ignore_errors=True)

@@ -27,7 +27,7 @@ from changeflow.requests import (
     RecordStores,
 )
 
-__all__ = ["DemoLifecycle", "run_demo", "sample_app_dir"]
+__all__ = ["DemoLifecycle", "flush_to_prefect", "run_demo", "sample_app_dir"]
 
 Say = Callable[[str], None]
 
@@ -286,7 +286,7 @@ def cr_table(crs: list[ChangeRequest], where: str) -> str:
     )
 
 
-def _flush_to_prefect() -> None:
+def flush_to_prefect() -> None:
     """Send the last run logs and events while the demo's Prefect server still listens."""
     if "prefect" not in sys.modules:
         return
@@ -335,7 +335,7 @@ def run_demo(keep: bool = False, say: Say = print) -> list[ChangeRequest]:
         )
         return crs
     finally:
-        _flush_to_prefect()
+        flush_to_prefect()
         stack.stop()
         if keep:
             say(f"workspace kept in {workspace}")
