@@ -205,12 +205,14 @@ class EvidenceLocker(Block):
             code, status = _error_code(exc)
             if status is not None and status >= 500:
                 raise self._unavailable(what, exc) from exc
-            if code in _REFUSED:
+            if code in _REFUSED or code == "AccessDenied":
                 # configuration a user can fix: one line, exit 2 at the CLI
-                raise BadInput(
-                    f"the evidence locker refused to {what}: {code} "
-                    "(check the S3 credentials and endpoint)"
-                ) from exc
+                hint = (
+                    "these S3 credentials are not allowed to"
+                    if code == "AccessDenied"
+                    else "check the S3 credentials and endpoint"
+                )
+                raise BadInput(f"the evidence locker refused to {what}: {code} ({hint})") from exc
             raise
 
     def _remember(self, key: str) -> None:

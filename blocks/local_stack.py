@@ -119,11 +119,13 @@ def start_seaweedfs(
     secret_key: str,
     timeout: float = 60.0,
     ports: dict[str, int] | None = None,
+    readers: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """Start `weed mini` with an S3 endpoint that accepts only the given credentials.
 
     `ports` (master, volume, filer, s3, admin, webdav) pins the ports, so a restart on the same
     `data_dir` finds its volumes where the filer recorded them; by default they are free ones.
+    `readers` (access key to secret key) may read and list but not write, as an auditor would.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     identities = data_dir / "s3-identities.json"
@@ -135,7 +137,15 @@ def start_seaweedfs(
                         "name": "changeflow",
                         "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
                         "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                    }
+                    },
+                    *(
+                        {
+                            "name": f"reader-{key}",
+                            "credentials": [{"accessKey": key, "secretKey": secret}],
+                            "actions": ["Read", "List"],
+                        }
+                        for key, secret in (readers or {}).items()
+                    ),
                 ]
             }
         )

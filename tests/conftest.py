@@ -36,9 +36,12 @@ FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / 
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    secret = secrets.token_hex(20)
-    process, endpoint = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"), "changeflow", secret)
-    yield S3Server(endpoint, "changeflow", secret)
+    secret, reader_secret = secrets.token_hex(20), secrets.token_hex(20)
+    process, endpoint = start_seaweedfs(
+        tmp_path_factory.mktemp("seaweedfs"), "changeflow", secret,
+        readers={"auditor": reader_secret},
+    )  # fmt: skip
+    yield S3Server(endpoint, "changeflow", secret, "auditor", reader_secret)
     stop_process(process.pid)
 
 

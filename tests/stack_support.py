@@ -29,11 +29,14 @@ class S3Server:
     endpoint: str
     access_key: str
     secret_key: str
+    # credentials that may read and list but not write
+    reader_key: str = ""
+    reader_secret: str = ""
 
-    def credentials(self, secret_key: str | None = None) -> AwsCredentials:
+    def credentials(self, secret_key: str | None = None, reader: bool = False) -> AwsCredentials:
         return AwsCredentials(
-            aws_access_key_id=self.access_key,
-            aws_secret_access_key=secret_key or self.secret_key,
+            aws_access_key_id=self.reader_key if reader else self.access_key,
+            aws_secret_access_key=secret_key or (self.reader_secret if reader else self.secret_key),
             region_name="us-east-1",
             aws_client_parameters=AwsClientParameters(endpoint_url=self.endpoint),
         )

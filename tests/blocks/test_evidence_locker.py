@@ -120,6 +120,15 @@ def test_wrong_credentials_are_refused(s3_server, locker: EvidenceLocker) -> Non
         wrong.get_evidence("0" * 64)
 
 
+def test_credentials_that_may_not_write_are_refused(s3_server, locker: EvidenceLocker) -> None:  # type: ignore[no-untyped-def]
+    stored = locker.store_attachment_bytes(b"evidence of a passing build")
+    auditor = EvidenceLocker(bucket=locker.bucket, credentials=s3_server.credentials(reader=True))
+    assert auditor.verify_attachment(stored.hash) == stored.size  # reading is allowed
+    with pytest.raises(BadInput, match=r"refused to .*AccessDenied .*not allowed to"):
+        auditor.store_attachment_bytes(b"other bytes")
+    assert locker._list("raw/attachments") == [locker.attachment_key(stored.hash)]
+
+
 def test_secret_key_is_not_printed(locker: EvidenceLocker) -> None:
     secret = locker.credentials.aws_secret_access_key.get_secret_value()
     assert secret not in repr(locker)
