@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import datetime
 
 from changeflow.models import (
@@ -19,7 +20,7 @@ from changeflow.models import (
 
 _DIST_VERSION = re.compile(r"^[A-Za-z0-9_.]+-(\d[^-]*?)(?:\.tar\.gz|\.zip|-.*)?$")
 
-__all__ = ["artifact_uri", "inventory_entry", "make_evidence", "new_entries"]
+__all__ = ["artifact_uri", "inventory_entry", "make_evidence", "new_entries", "recorded_by"]
 
 
 def artifact_uri(filename: str, sha256: str) -> str:
@@ -69,6 +70,23 @@ def new_entries(
     what really changed.
     """
     return [e for e in built if e.name not in current or current[e.name].sha256 != e.sha256]
+
+
+def recorded_by(
+    records: Iterable[Evidence], scope: str, asset_ids: Iterable[str]
+) -> dict[tuple[str, str], Evidence]:
+    """What a run already recorded, by (evidence type, tool): its latest record of each that is
+    about every one of `asset_ids`.
+
+    A rerun of the same build carries these on instead of running their checks again; a record
+    about other artifacts (a rebuild that did not reproduce its bytes) is not carried on.
+    """
+    wanted = set(asset_ids)
+    found: dict[tuple[str, str], Evidence] = {}
+    for record in sorted(records, key=lambda r: (r.date, r.id)):
+        if record.origin.scope == scope and wanted <= set(record.assets):
+            found[(record.evidence_type_id, record.details.tool)] = record
+    return found
 
 
 def inventory_entry(

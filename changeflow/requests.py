@@ -110,7 +110,12 @@ class BuildRequest(BaseModel):
         default="master", pattern=BRANCH_PATTERN, description="The inventory branch CI writes."
     )
     build_number: str = Field(
-        default="", description="Recorded on each entry; empty: the build's UTC time."
+        default="",
+        pattern=r"^[A-Za-z0-9._\-]*$",
+        description=(
+            "The CI system's build id, recorded on each entry; a rerun of the same build carries "
+            "on without recording its checks twice. Empty: the build's UTC time."
+        ),
     )
 
 

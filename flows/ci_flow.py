@@ -9,13 +9,13 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
 from blocks import config
-from changeflow.evidence import new_entries
+from changeflow.evidence import new_entries, recorded_by
 from changeflow.incidents import GracePeriods
 from changeflow.models import Asset, Evidence, EvidenceResult, utcnow
 from changeflow.requests import DEFAULT_STORES, BuildRequest, RecordStores
 from flows.common import run_scope, run_url
 from tasks.build import build_artifacts, checkout_source, publish_artifacts, run_check
-from tasks.evidence import record_report
+from tasks.evidence import gather_evidence, record_report
 from tasks.incidents import record_incidents
 from tasks.inventory import add_entries, read_entries
 
@@ -48,7 +48,8 @@ def ci(request: BuildRequest, stores: RecordStores = DEFAULT_STORES) -> CiResult
     locker = config.evidence_locker(stores.evidence_locker)
     inventory = config.inventory(stores.inventory)
     changes = config.change_management(stores.change_management)
-    scope = run_scope("ci")
+    # a rerun of the same build (its number, or the same flow run retried) carries on
+    scope = f"ci-{request.build_number}" if request.build_number else run_scope("ci")
     repo_url, commit_sha, branch = request.repo_url, request.commit_sha, request.branch
     build_number = request.build_number or utcnow().strftime("%Y%m%d%H%M%S")
 
@@ -64,28 +65,34 @@ def ci(request: BuildRequest, stores: RecordStores = DEFAULT_STORES) -> CiResult
         evidence: dict[str, str] = {}
         records: list[Evidence] = []
         failed: list[str] = []
+        assets = [commit, *artifact_assets]
+        done = recorded_by(gather_evidence(locker, [commit.id]), scope, [a.id for a in assets])
         for check in app.checks:
-            _, report = run_check(workdir, check)
-            record, outcome = record_report(
-                locker,
-                report=report,
-                label=check.report.rsplit("/", 1)[-1],
-                fmt=check.format,
-                thresholds=check.thresholds,
-                evidence_type_id=check.evidence_type,
-                tool=check.tool,
-                scope=scope,
-                assets=[commit, *artifact_assets],
-                pipeline_id="changeflow-ci",
-                pipeline_run_url=run_url(),
-            )
+            record = done.get((check.evidence_type, check.tool))
+            if record is not None:
+                logger.info("check %s: recorded before this rerun as %s", check.name, record.id)
+            else:
+                _, report = run_check(workdir, check)
+                record, _ = record_report(
+                    locker,
+                    report=report,
+                    label=check.report.rsplit("/", 1)[-1],
+                    fmt=check.format,
+                    thresholds=check.thresholds,
+                    evidence_type_id=check.evidence_type,
+                    tool=check.tool,
+                    scope=scope,
+                    assets=assets,
+                    pipeline_id="changeflow-ci",
+                    pipeline_run_url=run_url(),
+                )
             evidence[check.name] = record.id
             records.append(record)
-            if outcome.result is not EvidenceResult.success:
+            if record.details.result is not EvidenceResult.success:
                 failed.append(check.name)
-                logger.warning("check %s: %s", check.name, outcome.summary)
+                logger.warning("check %s: %s", check.name, record.details.summary)
             else:
-                logger.info("check %s: %s", check.name, outcome.summary)
+                logger.info("check %s: %s", check.name, record.details.summary)
         opened = record_incidents(
             changes, records, commit, repo_url, GracePeriods(), date.today(), scope
         )

@@ -86,10 +86,14 @@ def promote_cmd(
 def ci_cmd(
     repo: Annotated[str, typer.Option(help="Git URL of the application.")],
     commit: Annotated[str, typer.Option(help="The commit to build (40 hex).")],
+    build_number: Annotated[
+        str,
+        typer.Option(help="The CI system's build id: a rerun of the same build carries on."),
+    ] = "",
     as_json: JsonOpt = False,
 ) -> None:
     """Build a commit, record its evidence and its inventory entries."""
-    request = BuildRequest(repo_url=repo, commit_sha=commit)
+    request = BuildRequest(repo_url=repo, commit_sha=commit, build_number=build_number)
     from flows.ci_flow import ci
 
     result = ci(request, RecordStores.from_env())

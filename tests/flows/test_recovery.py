@@ -1,9 +1,11 @@
-"""A deploy run that crashes at any step is completed by a rerun, without a second CR."""
+"""A deploy or a build that crashes at any step is completed by a rerun, with nothing twice."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,8 +13,12 @@ from blocks import config
 from blocks.change_management import GitChangeManagement
 from blocks.evidence_locker import EvidenceLocker
 from blocks.inventory import GitInventory
-from changeflow.models import ChangeState, CloseCategory
-from changeflow.requests import DeploymentRequest, RecordStores
+from blocks.local_stack import init_bare_repo
+from blocks.source import commit_all
+from changeflow.demo import sample_app_dir
+from changeflow.models import Asset, ChangeState, CloseCategory
+from changeflow.requests import BuildRequest, DeploymentRequest, RecordStores
+from flows.ci_flow import ci
 from flows.deploy_flow import deploy
 
 PROD_R1 = DeploymentRequest(environment="prod", region="r1")
@@ -90,3 +96,44 @@ def test_rerun_completes_a_crashed_deploy(
     again = deploy(PROD_R1, RecordStores.from_env())
     assert again.state == "skipped"
     assert len(config.change_management(None).list()) == 1
+
+
+def test_a_rerun_of_a_crashed_build_records_each_check_once(
+    stack_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = tmp_path / "sample-app"
+    shutil.copytree(sample_app_dir(), app, ignore=shutil.ignore_patterns("dist", "reports"))
+    repo_url = init_bare_repo(tmp_path / "remotes" / "sample-app.git")
+    sha = commit_all(app, "sample-app", repo_url)
+    request = BuildRequest(repo_url=repo_url, commit_sha=sha, build_number="41")
+    locker = config.evidence_locker(None)
+    stored: list[str] = []
+    original = EvidenceLocker.put_evidence
+
+    def counted(self: EvidenceLocker, record: Any, *args: Any, **kwargs: Any) -> Any:
+        stored.append(record.id)
+        return original(self, record, *args, **kwargs)
+
+    monkeypatch.setattr(EvidenceLocker, "put_evidence", counted)
+    # the third check's evidence is never written: the build dies there
+    disarm = _crash_at(
+        monkeypatch, EvidenceLocker, "put_evidence", lambda *a, **k: len(stored) == 2
+    )
+    with pytest.raises(Crash):
+        ci(request, RecordStores.from_env())
+    disarm()
+    before_crash = list(stored)
+    assert len(before_crash) == 2
+    assert config.inventory(None).resolve("master") is None  # no entry recorded yet
+
+    result = ci(request, RecordStores.from_env())
+    again = ci(request, RecordStores.from_env())  # a build that already finished: nothing new
+
+    commit = Asset.for_uri(f"{repo_url}#{sha}")
+    about_commit = locker.evidence_for_assets([commit.id])[commit.id]
+    kinds = [(e.evidence_type_id, e.details.tool) for e in about_commit]
+    assert len(kinds) == len(set(kinds)) == len(result.evidence) == 4
+    assert set(before_crash) < set(result.evidence.values()) == {e.id for e in about_commit}
+    assert len(stored) == 4  # two before the crash, two after: none twice
+    assert again.evidence == result.evidence and again.recorded == []
+    assert sorted(config.inventory(None).entries("master")) == sorted(result.entries)
