@@ -38,7 +38,8 @@ def ci(request: BuildRequest, stores: RecordStores = DEFAULT_STORES) -> CiResult
     """Build one commit, run its checks into evidence and record its artifacts.
 
     Failing checks do not stop the build: they leave failure evidence, and a change request that
-    would deploy the artifact cannot be auto-approved.
+    would deploy the artifact cannot be auto-approved. A rerun of the same build carries on: the
+    checks it already recorded evidence of, for the same artifacts, are not run again.
 
     Args:
         request: the application and the commit to build.
