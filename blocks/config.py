@@ -16,11 +16,6 @@ __all__ = ["change_management", "evidence_locker", "inventory"]
 
 B = TypeVar("B", bound=Block)
 
-# the default names of the saved blocks, as the flows' `stores` parameter has them
-LOCKER_BLOCK = DEFAULT_STORES.evidence_locker
-INVENTORY_BLOCK = DEFAULT_STORES.inventory
-CHANGES_BLOCK = DEFAULT_STORES.change_management
-
 
 def _saved(kind: type[B], name: str | None) -> B | None:
     if not name:
@@ -31,17 +26,17 @@ def _saved(kind: type[B], name: str | None) -> B | None:
         return None
 
 
-def evidence_locker(name: str | None = LOCKER_BLOCK) -> EvidenceLocker:
+def evidence_locker(name: str | None = DEFAULT_STORES.evidence_locker) -> EvidenceLocker:
     """The evidence locker: the saved block `name`, else from `CHANGEFLOW_S3_*`."""
     return _saved(EvidenceLocker, name) or EvidenceLocker.from_env()
 
 
-def inventory(name: str | None = INVENTORY_BLOCK) -> GitInventory:
+def inventory(name: str | None = DEFAULT_STORES.inventory) -> GitInventory:
     """The inventory: the saved block `name`, else from `CHANGEFLOW_INVENTORY_URL`."""
     return _saved(GitInventory, name) or GitInventory.from_env()
 
 
-def change_management(name: str | None = CHANGES_BLOCK) -> GitChangeManagement:
+def change_management(name: str | None = DEFAULT_STORES.change_management) -> GitChangeManagement:
     """Change management: the saved block `name` (a git repo or ServiceNow), else the git repo
     `CHANGEFLOW_CHANGE_REPO_URL`.
 

@@ -22,6 +22,7 @@ from changeflow.summary import EvidenceSummary
 
 __all__ = [
     "TRANSITIONS",
+    "awaiting_approval",
     "carry_on_with",
     "close",
     "closing_category",
@@ -210,6 +211,22 @@ def resumable(
         and cr.state in _UNFINISHED
     ]
     return unfinished[-1] if unfinished else None
+
+
+def awaiting_approval(
+    crs: list[ChangeRequest], environment: str, region: str
+) -> ChangeRequest | None:
+    """The CR of a region whose deploy run is paused for a person's decision, if any."""
+    return next(
+        (
+            cr
+            for cr in crs
+            if (cr.environment, cr.region) == (environment, region)
+            and cr.state is ChangeState.authorize
+            and cr.flow_run_id
+        ),
+        None,
+    )
 
 
 def carry_on_with(cr: ChangeRequest, environment: str, region: str) -> ChangeRequest:

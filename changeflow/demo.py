@@ -17,8 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from changeflow.change import awaiting_approval
 from changeflow.errors import NotReady
-from changeflow.models import ChangeRequest, ChangeState
+from changeflow.models import ChangeRequest
 from changeflow.requests import (
     AuditRequest,
     BuildRequest,
@@ -213,17 +214,7 @@ class DemoLifecycle:
         )
         changes = config.change_management(None)
         waiting = _wait_for(
-            lambda: next(
-                (
-                    cr
-                    for cr in changes.list()
-                    if (cr.environment, cr.region) == (environment, region)
-                    and cr.state is ChangeState.authorize
-                    and cr.flow_run_id
-                ),
-                None,
-            ),
-            deploying,
+            lambda: awaiting_approval(changes.list(), environment, region), deploying
         )
         self.say(
             f"  deploy {environment}/{region}: {waiting.id} NOT ready "

@@ -15,13 +15,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from subprocess import CompletedProcess
 
+import pytest
 from prefect_aws import AwsCredentials
 from prefect_aws.client_parameters import AwsClientParameters
 
 from blocks.evidence_locker import EvidenceLocker
 from blocks.local_stack import init_bare_repo
 
-__all__ = ["S3Server", "fresh_stack", "git_in", "new_bucket", "run_changeflow", "ship_to_prod"]
+__all__ = [
+    "S3Server",
+    "fresh_stack",
+    "git_in",
+    "new_bucket",
+    "register_deployment",
+    "run_changeflow",
+    "ship_to_prod",
+]
 
 
 @dataclass(frozen=True)
@@ -145,3 +154,23 @@ def ship_to_prod(names: list[str], promotion_id: str, passing: bool = True) -> N
             backout_plan="b",
         )
     )
+
+
+def register_deployment(
+    name: str, workspace: Path, monkeypatch: pytest.MonkeyPatch, as_name: str | None = None
+) -> uuid.UUID:
+    """Register one deployment of the checkout's prefect.yaml (schedules paused) as `changeflow
+    serve` would, with the demo's environments (staging: us-south; prod: us-south, eu-de) as
+    CHANGEFLOW_ENVIRONMENTS, and return its id."""
+    from changeflow.cli.serve import runner_deployments
+    from changeflow.demo import environments_toml
+
+    environments = workspace / "environments.toml"
+    environments.write_text(environments_toml(workspace / "app", workspace / "deployed"))
+    monkeypatch.setenv("CHANGEFLOW_ENVIRONMENTS", str(environments))
+    prefect_yaml = Path(__file__).resolve().parents[1] / "prefect.yaml"
+    [deployment] = runner_deployments(prefect_yaml, [name], pause_schedules=True)
+    deployment.name = as_name or name
+    deployment_id = deployment.apply()
+    assert isinstance(deployment_id, uuid.UUID)
+    return deployment_id

@@ -246,3 +246,40 @@ def test_what_is_deployed_where_and_by_which_cr() -> None:
     ]
     assert deployed_by(crs, "prod", "r1", "c").id == "CHG0000001"
     assert deployed_by(crs, "prod", "r2", "b") is None
+
+
+def test_the_cr_awaiting_approval_is_the_one_whose_run_paused() -> None:
+    from changeflow.change import awaiting_approval
+
+    filed = _placed("CHG0000001", "r1", ChangeState.authorize, "c", "b")  # no run waits yet
+    paused = filed.model_copy(update={"id": "CHG0000002", "flow_run_id": "run-1"})
+    elsewhere = paused.model_copy(update={"id": "CHG0000003", "region": "r2"})
+    assert awaiting_approval([filed, paused, elsewhere], "prod", "r1") is paused
+    assert awaiting_approval([filed], "prod", "r1") is None
+    decided = paused.model_copy(update={"state": ChangeState.scheduled})
+    assert awaiting_approval([decided], "prod", "r1") is None
+
+
+def test_a_rerun_of_a_build_finds_what_it_recorded_about_the_same_artifacts() -> None:
+    from changeflow.evidence import recorded_by
+
+    commit, wheel = Asset.for_uri("https://x/app#" + "a" * 40), Asset.for_uri("artifact://w@1")
+    other_wheel = Asset.for_uri("artifact://w@2")
+
+    def record(kind: str, scope: str, *assets: Asset, day: int = 1):  # type: ignore[no-untyped-def]
+        when = datetime(2026, 1, day, tzinfo=UTC)
+        return make_evidence(
+            evidence_type_id=kind,
+            result="success",
+            tool="t",
+            scope=scope,
+            assets=list(assets),
+            date=when,
+        )
+
+    unit = record("com.ibm.unit_tests", "ci-41", commit, wheel)
+    later = record("com.ibm.unit_tests", "ci-41", commit, wheel, day=2)
+    scan = record("com.ibm.static_scan", "ci-41", commit, other_wheel)  # not these bytes
+    earlier_build = record("com.ibm.sbom", "ci-40", commit, wheel)
+    found = recorded_by([later, unit, scan, earlier_build], "ci-41", [commit.id, wheel.id])
+    assert found == {("com.ibm.unit_tests", "t"): later}

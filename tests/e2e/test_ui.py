@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from stack_support import register_deployment
 
 from blocks import config
 from blocks.local_stack import init_bare_repo
 from blocks.source import commit_all
+from changeflow.change import awaiting_approval
 from changeflow.demo import environments_toml, sample_app_dir
 from changeflow.models import ChangeState, CloseCategory, Priority
 from changeflow.requests import BuildRequest, PromotionRequest, RecordStores
@@ -123,16 +125,7 @@ def test_release_manager_sees_the_paused_run_and_its_change_request(
     try:
         changes = config.change_management(None)
         cr = _wait_for(
-            lambda: next(
-                (
-                    c
-                    for c in changes.list()
-                    if (c.environment, c.region) == (ENV, REGION)
-                    and c.state is ChangeState.authorize
-                    and c.flow_run_id
-                ),
-                None,
-            ),
+            lambda: awaiting_approval(changes.list(), ENV, REGION),
             deploying,
             "its change request waited for approval",
         )
@@ -201,15 +194,7 @@ def test_the_run_form_offers_only_the_projects_environments_and_regions(
     prefect_api: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A release manager's "Custom run" form: the deployment request with its choices."""
-    from changeflow.cli.serve import runner_deployments
-
-    env_file = tmp_path / "environments.toml"
-    env_file.write_text(environments_toml(tmp_path / "sample-app", tmp_path / "deployed"))
-    monkeypatch.setenv("CHANGEFLOW_ENVIRONMENTS", str(env_file))
-    [deployment] = runner_deployments(
-        ROOT / "prefect.yaml", ["staging-us-south"], pause_schedules=True
-    )
-    deployment_id = deployment.apply()
+    deployment_id = register_deployment("staging-us-south", tmp_path, monkeypatch)
 
     form = f"{prefect_api.removesuffix('/api')}/deployments/deployment/{deployment_id}/run"
     profile = tmp_path / "chromium-profile"

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from prefect.flows import load_flow_from_entrypoint
 from prefect.utilities.schema_tools import validate
-from stack_support import run_changeflow
+from stack_support import register_deployment, run_changeflow
 
 from changeflow.cli.serve import deployment_specs, runner_deployments, schedules_outside_windows
 from changeflow.errors import BadInput
@@ -208,15 +208,10 @@ def test_the_api_refuses_a_run_for_a_place_the_project_does_not_deploy_to(
     from prefect import get_client
     from prefect.exceptions import PrefectHTTPStatusError
 
-    from changeflow.demo import environments_toml
-
-    environments = tmp_path / "environments.toml"
-    environments.write_text(environments_toml(tmp_path / "app", tmp_path / "deployed"))
-    monkeypatch.setenv("CHANGEFLOW_ENVIRONMENTS", str(environments))
-    # paused schedules: the runs below are the only ones the server could make
-    [registered] = runner_deployments(PROJECT, ["staging-us-south"], pause_schedules=True)
-    registered.name = f"staging-us-south-{tmp_path.name}"  # apart from the other tests' ones
-    deployment_id = registered.apply()
+    # its schedules are paused: the runs below are the only ones the server could make
+    deployment_id = register_deployment(
+        "staging-us-south", tmp_path, monkeypatch, as_name=f"staging-us-south-{tmp_path.name}"
+    )
 
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment(deployment_id)
