@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from blocks.evidence_locker import EvidenceLocker  # noqa: E402
-from blocks.local_stack import free_port, start_seaweedfs, stop_process  # noqa: E402
+from blocks.local_stack import seaweedfs_ports, start_seaweedfs, stop_process  # noqa: E402
 from changeflow.evidence import make_evidence  # noqa: E402
 from changeflow.models import Asset, Attachment  # noqa: E402
 from changeflow.summary import summarize  # noqa: E402
@@ -267,9 +267,7 @@ def main() -> None:
     say = (lambda *_: None) if args.json else (lambda *a: print(*a, file=sys.stderr, flush=True))
     secret = secrets.token_hex(20)
     with tempfile.TemporaryDirectory(prefix="changeflow-bench-locker-") as tmp:
-        names = ("master", "volume", "filer", "s3", "admin")
-        ports = {name: free_port(grpc_offset=True) for name in names}
-        ports["webdav"] = free_port()
+        ports = seaweedfs_ports()
         process, endpoint = start_seaweedfs(Path(tmp) / "seaweedfs", ACCESS, secret, ports=ports)
         filer = f"http://127.0.0.1:{ports['filer']}"
         try:

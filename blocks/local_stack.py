@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -24,6 +25,7 @@ __all__ = [
     "LocalStack",
     "free_port",
     "init_bare_repo",
+    "seaweedfs_ports",
     "start_prefect_server",
     "start_seaweedfs",
     "stop_process",
@@ -64,6 +66,32 @@ def free_port(grpc_offset: bool = False) -> int:
         if not grpc_offset or (port + 10000 < 65536 and _bindable(port + 10000)):
             return port
     raise RuntimeError("no free port pair found")
+
+
+# the SeaweedFS services that also listen on their port + 10000 for gRPC
+_GRPC_SERVICES = ("master", "volume", "filer", "s3", "admin")
+
+
+def seaweedfs_ports() -> dict[str, int]:
+    """Free ports for `weed mini`'s services, none of them another one's gRPC port.
+
+    `weed mini` refuses to start when a port it is given equals another service's port + 10000,
+    which two free ports picked one by one can do.
+    """
+    ports: dict[str, int] = {}
+    taken: set[int] = set()
+    for name in (*_GRPC_SERVICES, "webdav"):
+        grpc = name in _GRPC_SERVICES
+        for _ in range(200):
+            port = free_port(grpc_offset=grpc)
+            mine = {port, port + 10000} if grpc else {port}
+            if not mine & taken:
+                break
+        else:
+            raise RuntimeError("no free ports for SeaweedFS found")
+        ports[name] = port
+        taken |= mine
+    return ports
 
 
 def _wait(
@@ -151,13 +179,27 @@ def start_seaweedfs(
         )
     )
     identities.chmod(0o600)
-    if ports is None:
-        ports = {
-            name: free_port(grpc_offset=True)
-            for name in ("master", "volume", "filer", "s3", "admin")
-        }
-        ports["webdav"] = free_port()
-    args = [
+    (data_dir / "data").mkdir(exist_ok=True)
+    log = data_dir / "weed.log"
+    # free ports picked here can be taken by another process before weed binds them: then it
+    # exits at once, and a second pick starts it (pinned ports are the caller's to choose)
+    retries = 0 if ports else 2
+    while True:
+        chosen = ports or seaweedfs_ports()
+        process = _spawn(_weed_mini_args(data_dir, identities, chosen), log)
+        endpoint = f"http://127.0.0.1:{chosen['s3']}"
+        try:
+            # any HTTP answer (even 403 to an unsigned request) means the S3 gateway is serving
+            _wait(partial(_http_ok, endpoint), "SeaweedFS", process, log, timeout)
+            return process, endpoint
+        except RuntimeError:
+            if process.poll() is None or retries == 0:
+                raise
+            retries -= 1
+
+
+def _weed_mini_args(data_dir: Path, identities: Path, ports: dict[str, int]) -> list[str]:
+    return [
         str(weed_binary()),
         "mini",
         f"-dir={data_dir / 'data'}",
@@ -170,13 +212,6 @@ def start_seaweedfs(
         "-s3.port.lance=0",
         *(f"-{name}.port={port}" for name, port in ports.items()),
     ]
-    (data_dir / "data").mkdir(exist_ok=True)
-    log = data_dir / "weed.log"
-    process = _spawn(args, log)
-    endpoint = f"http://127.0.0.1:{ports['s3']}"
-    # any HTTP answer (even 403 to an unsigned request) means the S3 gateway is serving
-    _wait(lambda: _http_ok(endpoint), "SeaweedFS", process, log, timeout)
-    return process, endpoint
 
 
 def start_prefect_server(

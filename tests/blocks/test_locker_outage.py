@@ -18,7 +18,7 @@ from prefect_aws import AwsCredentials
 from prefect_aws.client_parameters import AwsClientParameters
 
 from blocks.evidence_locker import EvidenceLocker
-from blocks.local_stack import free_port, start_seaweedfs, stop_process
+from blocks.local_stack import free_port, seaweedfs_ports, start_seaweedfs, stop_process
 from changeflow.errors import StorageUnavailable
 from changeflow.evidence import make_evidence
 from changeflow.models import Asset, Evidence, InventoryEntry
@@ -140,9 +140,7 @@ def _write(locker: EvidenceLocker, batch: list[tuple[bytes, Evidence, Asset]]) -
 
 @pytest.mark.timeout(280)
 def test_a_store_killed_mid_batch_loses_nothing(tmp_path: Path) -> None:
-    names = ("master", "volume", "filer", "s3", "admin")
-    ports = {name: free_port(grpc_offset=True) for name in names}
-    ports["webdav"] = free_port()
+    ports = seaweedfs_ports()
     secret = secrets.token_hex(20)
     data = tmp_path / "seaweedfs"
     process, endpoint = start_seaweedfs(data, "changeflow", secret, ports=ports)
