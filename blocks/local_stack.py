@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -116,6 +117,30 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+def _serve(
+    launch: Callable[[], tuple[subprocess.Popen[bytes], str]],
+    ready: Callable[[str], bool],
+    what: str,
+    log: Path,
+    timeout: float,
+    retries: int = 2,
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Launch a server on ports picked free and wait until it answers at the URL it returns.
+
+    Another process can take a port picked free before the server binds it; the server then
+    exits at once, and a new pick starts it (at most `retries` times).
+    """
+    while True:
+        process, url = launch()
+        try:
+            _wait(partial(ready, url), what, process, log, timeout)
+            return process, url
+        except RuntimeError:
+            if process.poll() is None or retries == 0:
+                raise
+            retries -= 1
+
+
 def _spawn(
     args: list[str], log: Path, env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
@@ -181,21 +206,15 @@ def start_seaweedfs(
     identities.chmod(0o600)
     (data_dir / "data").mkdir(exist_ok=True)
     log = data_dir / "weed.log"
-    # free ports picked here can be taken by another process before weed binds them: then it
-    # exits at once, and a second pick starts it (pinned ports are the caller's to choose)
-    retries = 0 if ports else 2
-    while True:
+
+    def launch() -> tuple[subprocess.Popen[bytes], str]:
         chosen = ports or seaweedfs_ports()
         process = _spawn(_weed_mini_args(data_dir, identities, chosen), log)
-        endpoint = f"http://127.0.0.1:{chosen['s3']}"
-        try:
-            # any HTTP answer (even 403 to an unsigned request) means the S3 gateway is serving
-            _wait(partial(_http_ok, endpoint), "SeaweedFS", process, log, timeout)
-            return process, endpoint
-        except RuntimeError:
-            if process.poll() is None or retries == 0:
-                raise
-            retries -= 1
+        return process, f"http://127.0.0.1:{chosen['s3']}"
+
+    # any HTTP answer (even 403 to an unsigned request) means the S3 gateway is serving;
+    # pinned ports are the caller's to choose, so those are not picked again
+    return _serve(launch, _http_ok, "SeaweedFS", log, timeout, retries=0 if ports else 2)
 
 
 def _weed_mini_args(data_dir: Path, identities: Path, ports: dict[str, int]) -> list[str]:
@@ -222,27 +241,28 @@ def start_prefect_server(
     `env` adds variables for the server, `PREFECT_API_DATABASE_CONNECTION_URL` (PostgreSQL) say.
     """
     home.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
     server_env = {
         **os.environ,
         "PREFECT_HOME": str(home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
         "PREFECT_LOGGING_LEVEL": "WARNING",
-        # the UI it serves talks to this API (its default is port 4200)
-        "PREFECT_UI_API_URL": api,
         **(env or {}),
     }
     server_env.pop("PREFECT_API_URL", None)
-    args = [
-        sys.executable, "-m", "prefect", "server", "start",
-        "--host", "127.0.0.1", "--port", str(port),
-    ]  # fmt: skip
     log = home / "server.log"
-    process = _spawn(args, log, server_env)
-    _wait(lambda: _http_ok(f"{api}/health"), "Prefect server", process, log, timeout)
-    return process, api
+
+    def launch() -> tuple[subprocess.Popen[bytes], str]:
+        port = free_port()
+        api = f"http://127.0.0.1:{port}/api"
+        args = [
+            sys.executable, "-m", "prefect", "server", "start",
+            "--host", "127.0.0.1", "--port", str(port),
+        ]  # fmt: skip
+        # the UI it serves talks to this API (its default is port 4200)
+        return _spawn(args, log, {**server_env, "PREFECT_UI_API_URL": api}), api
+
+    return _serve(launch, lambda api: _http_ok(f"{api}/health"), "Prefect server", log, timeout)
 
 
 def init_bare_repo(path: Path) -> str:
