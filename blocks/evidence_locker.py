@@ -186,11 +186,14 @@ class EvidenceLocker(Block):
     def url(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
 
+    @property
+    def _endpoint(self) -> str:
+        return self.credentials.aws_client_parameters.endpoint_url or "AWS S3"
+
     def _unavailable(self, what: str, exc: Exception) -> StorageUnavailable:
-        endpoint = self.credentials.aws_client_parameters.endpoint_url or "AWS S3"
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return StorageUnavailable(
-            f"evidence locker {endpoint} unreachable while trying to {what} "
+            f"evidence locker {self._endpoint} unreachable while trying to {what} "
             f"(gave up after bounded retries; a rerun completes the work): {reason}"
         )
 
@@ -213,6 +216,13 @@ class EvidenceLocker(Block):
                     else "check the S3 credentials and endpoint"
                 )
                 raise BadInput(f"the evidence locker refused to {what}: {code} ({hint})") from exc
+            if code == "NoSuchBucket":
+                # a mistyped bucket name; asking first also stops SeaweedFS from creating it,
+                # without Object Lock, on the first write
+                raise BadInput(
+                    f"the evidence bucket {self.bucket!r} does not exist at {self._endpoint}: "
+                    "check the bucket name, or create the bucket with Object Lock on"
+                ) from exc
             raise
 
     def _remember(self, key: str) -> None:

@@ -57,6 +57,18 @@ def test_unknown_evidence_result(env: dict[str, str]) -> None:
     assert bucket_keys(env) == []
 
 
+def test_a_bucket_that_does_not_exist(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHANGEFLOW_S3_BUCKET", "no-such-evidence-bucket")
+    done = changeflow("evidence", "add", "--type", "com.ibm.unit_tests", "--result", "success",
+                      "--tool", "pytest", "--asset", ASSET)  # fmt: skip
+    assert_bad_input(done, "'no-such-evidence-bucket' does not exist")
+    # refused before the first write, so the store did not make an unlocked bucket of it
+    locker = EvidenceLocker.from_settings(Settings.from_env({**env, "CHANGEFLOW_S3_BUCKET": "x"}))
+    assert "no-such-evidence-bucket" not in [
+        b["Name"] for b in locker.client.list_buckets()["Buckets"]
+    ]
+
+
 def test_missing_attachment_file(env: dict[str, str], tmp_path: Path) -> None:
     present = tmp_path / "present.xml"
     present.write_text("<x/>")

@@ -58,6 +58,15 @@ def test_an_unlocked_bucket_fails(s3_server: S3Server) -> None:
     assert "NOT OK" in done.stdout
 
 
+def test_a_bucket_that_does_not_exist_is_bad_input(s3_server: S3Server) -> None:
+    bucket = new_bucket()
+    done = changeflow(_env(s3_server, bucket), "locker", "check")
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{bucket!r} does not exist" in lines[0], done.stderr
+    assert done.stdout == ""
+
+
 def test_missing_bucket_setting_is_bad_input() -> None:
     done = changeflow({"CHANGEFLOW_S3_BUCKET": ""}, "locker", "check")
     assert done.returncode == 2
