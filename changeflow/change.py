@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from changeflow.delta import Delta
@@ -13,11 +14,12 @@ from changeflow.models import (
     ChangeState,
     ChangeType,
     CloseCategory,
+    Evidence,
     InventoryEntry,
     Promotion,
     utcnow,
 )
-from changeflow.readiness import Readiness
+from changeflow.readiness import IMMUTABLE_STORAGE, Readiness
 from changeflow.summary import EvidenceSummary
 
 __all__ = [
@@ -26,12 +28,14 @@ __all__ = [
     "carry_on_with",
     "close",
     "closing_category",
+    "deploy_pipeline",
     "deployed_by",
     "deployed_regions",
     "draft_change_request",
     "record_decision",
     "resumable",
     "transition",
+    "unfiled_storage_check",
 ]
 
 TRANSITIONS: dict[ChangeState, set[ChangeState]] = {
@@ -211,6 +215,41 @@ def resumable(
         and cr.state in _UNFINISHED
     ]
     return unfinished[-1] if unfinished else None
+
+
+def deploy_pipeline(environment: str, region: str) -> str:
+    """The pipeline id under which a region's deploy runs record their own evidence."""
+    return f"changeflow-deploy/{environment}/{region}"
+
+
+def unfiled_storage_check(
+    records: Iterable[Evidence],
+    crs: list[ChangeRequest],
+    environment: str,
+    region: str,
+    asset_ids: Iterable[str],
+) -> Evidence | None:
+    """The storage check a crashed deploy run of the same delta recorded but filed no CR with.
+
+    It was recorded by the region's deploy pipeline about exactly these assets, after every CR
+    filed for the region (a run files its CR after its check). A rerun files it instead of
+    checking again, so the crash leaves no second record.
+    """
+    pipeline = deploy_pipeline(environment, region)
+    last_filed = max(
+        (cr.created for cr in crs if (cr.environment, cr.region) == (environment, region)),
+        default=None,
+    )
+    wanted = set(asset_ids)
+    unfiled = [
+        r
+        for r in records
+        if r.evidence_type_id == IMMUTABLE_STORAGE
+        and r.origin.pipeline_id == pipeline
+        and set(r.assets) == wanted
+        and (last_filed is None or r.date > last_filed)
+    ]
+    return max(unfiled, key=lambda r: (r.date, r.id), default=None)
 
 
 def awaiting_approval(

@@ -85,14 +85,16 @@ def summarize(
         region: target region.
         assets: asset id -> uri for every asset the delta touches.
         records: every evidence record found for those assets.
-        run_evidence: the deployment run's own evidence, included as it is.
+        run_evidence: the deployment run's own evidence, included as it is (and not again
+            among `records`, where a rerun finds what its crashed run recorded).
     """
-    pool = list(records)
+    own = list(run_evidence)
+    pool = [r for r in records if r.id not in {o.id for o in own}]
     items: list[SummaryItem] = []
     for aid in sorted(assets):
         for record in sorted(latest_evidence(pool, aid).values(), key=lambda r: r.evidence_type_id):
             items.append(_item(record, aid, assets[aid]))
-    for record in run_evidence:
+    for record in own:
         for aid in record.assets:
             items.append(_item(record, aid, assets.get(aid, "")))
     return EvidenceSummary(

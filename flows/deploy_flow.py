@@ -60,14 +60,15 @@ def deploy(request: DeploymentRequest, stores: RecordStores = DEFAULT_STORES) ->
     if head is None:
         raise BadInput(f"unknown environment {environment!r}: the inventory has no such branch")
 
+    filed = [] if request.change_request else list_change_requests(changes)
     if request.change_request:
         cr = carry_on_with(
             read_change_request(changes, request.change_request), environment, region
         )
     else:
-        cr = resumable(list_change_requests(changes), environment, region, head, previous)
+        cr = resumable(filed, environment, region, head, previous)
     if cr is None:
-        cr = file_change(inventory, locker, changes, spec, request, head, previous)
+        cr = file_change(inventory, locker, changes, spec, request, head, previous, filed)
         if cr is None:
             return DeploymentOutcome(
                 environment=environment, region=region, state="skipped",

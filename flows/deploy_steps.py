@@ -24,9 +24,11 @@ from blocks.inventory import GitInventory
 from changeflow.change import (
     close,
     closing_category,
+    deploy_pipeline,
     draft_change_request,
     record_decision,
     transition,
+    unfiled_storage_check,
 )
 from changeflow.models import (
     Approval,
@@ -35,6 +37,7 @@ from changeflow.models import (
     ChangeState,
     ChangeType,
     CloseCategory,
+    Evidence,
     EvidenceResult,
     asset_id,
 )
@@ -92,8 +95,13 @@ def file_change(
     request: DeploymentRequest,
     head: str,
     previous_commit: str | None,
+    filed: list[ChangeRequest],
 ) -> ChangeRequest | None:
-    """Compute the delta, summarize its evidence and file a CR; None when nothing changed."""
+    """Compute the delta, summarize its evidence and file a CR; None when nothing changed.
+
+    `filed` are the CRs filed so far: a storage check recorded after the region's last one
+    was recorded by a crashed run of this delta, and is filed instead of a second check.
+    """
     logger = get_run_logger()
     environment, region = request.environment, request.region
     delta = read_delta(inventory, previous_commit, head)
@@ -107,11 +115,18 @@ def file_change(
     assets = {asset_id(e.provenance): e.provenance for e in delta.entries.values()}
     records = gather_evidence(locker, sorted(assets))
     # the run's own evidence: is the locker keeping all of this immutable?
-    own = (
-        [record_storage_check(locker, scope, [Asset.for_uri(u) for u in assets.values()])]
-        if assets
-        else []
-    )
+    own: list[Evidence] = []
+    if assets:
+        checked = unfiled_storage_check(records, filed, environment, region, assets)
+        own = [
+            checked
+            or record_storage_check(
+                locker,
+                scope,
+                deploy_pipeline(environment, region),
+                [Asset.for_uri(u) for u in assets.values()],
+            )
+        ]
     summary = summarize(
         scope=scope,
         environment=environment,

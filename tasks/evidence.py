@@ -8,6 +8,7 @@ from blocks.evidence_locker import EvidenceLocker
 from changeflow.canonical import canonical_json
 from changeflow.evidence import make_evidence
 from changeflow.models import Asset, Attachment, Evidence, EvidenceResult
+from changeflow.readiness import IMMUTABLE_STORAGE
 from changeflow.reports import ReportFormat, ReportOutcome, Thresholds, parse_report
 from changeflow.summary import EvidenceSummary
 from tasks.io import IO
@@ -81,7 +82,9 @@ def store_summary(locker: EvidenceLocker, summary: EvidenceSummary) -> tuple[str
 
 
 @task(name="record-storage-check", **IO)
-def record_storage_check(locker: EvidenceLocker, scope: str, assets: list[Asset]) -> Evidence:
+def record_storage_check(
+    locker: EvidenceLocker, scope: str, pipeline_id: str, assets: list[Asset]
+) -> Evidence:
     """Check the locker's bucket and keep the answer as `com.ibm.immutable_storage` evidence.
 
     Success only when the bucket is versioned, locked and retains at least the configured days
@@ -96,10 +99,11 @@ def record_storage_check(locker: EvidenceLocker, scope: str, assets: list[Asset]
         f"needs {check['required_days']} ({check['required_mode']})"
     )
     evidence = make_evidence(
-        evidence_type_id="com.ibm.immutable_storage",
+        evidence_type_id=IMMUTABLE_STORAGE,
         result=EvidenceResult.success if ok else EvidenceResult.failure,
         tool="changeflow-locker-check",
         scope=scope,
+        pipeline_id=pipeline_id,
         assets=assets,
         attachments=[attachment],
         summary=summary,

@@ -280,13 +280,15 @@ def test_record_storage_check_turns_the_check_into_evidence(
 ) -> None:
     from tasks.evidence import record_storage_check
 
-    good = record_storage_check.fn(locker, "deploy-1", [COMMIT])
+    pipeline = "changeflow-deploy/prod/r1"
+    good = record_storage_check.fn(locker, "deploy-1", pipeline, [COMMIT])
     assert good.evidence_type_id == "com.ibm.immutable_storage"
+    assert good.origin.pipeline_id == pipeline
     assert good.result.value == "success"
     assert locker.get_evidence(good.id) == good
     assert locker.evidence_ids(COMMIT.id) == [good.id]
     check = json.loads(locker.get_attachment(good.attachments[0].hash))
     assert check["ok"] is True and check["bucket"] == locker.bucket
-    bad = record_storage_check.fn(unlocked_locker, "deploy-1", [COMMIT])
+    bad = record_storage_check.fn(unlocked_locker, "deploy-1", pipeline, [COMMIT])
     assert bad.result.value == "failure"
     assert json.loads(unlocked_locker.get_attachment(bad.attachments[0].hash))["ok"] is False

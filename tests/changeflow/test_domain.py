@@ -235,6 +235,41 @@ def test_a_rerun_carries_on_with_the_unfinished_cr_of_the_same_change() -> None:
         carry_on_with(crs[0], "prod", "r1")
 
 
+def test_a_rerun_files_the_storage_check_its_crashed_run_recorded() -> None:
+    from changeflow.change import deploy_pipeline, unfiled_storage_check
+
+    def check(day: int, region: str = "r1", assets: tuple[Asset, ...] = (APP,)):  # type: ignore[no-untyped-def]
+        return make_evidence(
+            evidence_type_id="com.ibm.immutable_storage", result="success", tool="t",
+            scope=f"deploy-{day}", pipeline_id=deploy_pipeline("prod", region),
+            assets=list(assets), date=datetime(2026, 11, day, tzinfo=UTC),
+        )  # fmt: skip
+
+    filed = _placed("CHG0000001", "r1", ChangeState.closed, "b", "a").model_copy(
+        update={"created": datetime(2026, 11, 10, 1, tzinfo=UTC)}
+    )
+    filed_with_cr, crashed = check(10), check(12)
+    others = [
+        check(13, region="r2"),
+        check(14, assets=(APP, LIB)),
+        ev("com.ibm.sbom", "success", 15),
+    ]
+    records = [filed_with_cr, crashed, *others]
+    assert unfiled_storage_check(records, [filed], "prod", "r1", [APP.id]) == crashed
+    assert unfiled_storage_check([filed_with_cr], [filed], "prod", "r1", [APP.id]) is None
+    assert unfiled_storage_check(records, [], "prod", "r1", [APP.id, LIB.id]) == others[1]
+    assert unfiled_storage_check(records, [filed], "prod", "r1", [LIB.id]) is None
+
+
+def test_the_runs_own_evidence_is_listed_once() -> None:
+    own = ev("com.ibm.immutable_storage", "success", 4)
+    summary = summarize(
+        scope="d", environment="prod", region="r", assets={APP.id: APP.uri},
+        records=[own, ev("com.ibm.immutable_storage", "success", 2)], run_evidence=[own],
+    )  # fmt: skip
+    assert sorted(i.date.day for i in summary.evidence) == [2, 4]
+
+
 def test_what_is_deployed_where_and_by_which_cr() -> None:
     from changeflow.change import deployed_by, deployed_regions
 

@@ -17,6 +17,7 @@ from blocks.local_stack import init_bare_repo
 from blocks.source import commit_all
 from changeflow.demo import sample_app_dir
 from changeflow.models import Asset, ChangeState, CloseCategory
+from changeflow.readiness import IMMUTABLE_STORAGE
 from changeflow.requests import BuildRequest, DeploymentRequest, RecordStores
 from flows.ci_flow import ci
 from flows.deploy_flow import deploy
@@ -92,6 +93,19 @@ def test_rerun_completes_a_crashed_deploy(
     assert inventory.resolve("r1_prod_latest") == inventory.resolve("prod")
     deployed = runs.read_text().split()
     assert set(deployed) == {"CHG0000001"}
+    # the storage check a crashed run recorded before filing is the one its rerun filed
+    locker = config.evidence_locker(None)
+    summary = locker.get_summary(crs[0].evidence_summary_url, crs[0].evidence_summary_sha256)
+    checks = {
+        e.id
+        for records in locker.evidence_for_assets(summary.assets).values()
+        for e in records
+        if e.evidence_type_id == IMMUTABLE_STORAGE
+    }
+    assert len(checks) == 1
+    assert checks == {
+        i.evidence_id for i in summary.evidence if i.evidence_type_id == IMMUTABLE_STORAGE
+    }
     # a third run finds nothing left to do
     again = deploy(PROD_R1, RecordStores.from_env())
     assert again.state == "skipped"
