@@ -89,7 +89,8 @@ def summarize(
             among `records`, where a rerun finds what its crashed run recorded).
     """
     own = list(run_evidence)
-    pool = [r for r in records if r.id not in {o.id for o in own}]
+    own_ids = {o.id for o in own}
+    pool = [r for r in records if r.id not in own_ids]
     items: list[SummaryItem] = []
     for aid in sorted(assets):
         for record in sorted(latest_evidence(pool, aid).values(), key=lambda r: r.evidence_type_id):

@@ -60,12 +60,13 @@ def deploy(request: DeploymentRequest, stores: RecordStores = DEFAULT_STORES) ->
     if head is None:
         raise BadInput(f"unknown environment {environment!r}: the inventory has no such branch")
 
-    filed = [] if request.change_request else list_change_requests(changes)
+    filed: list[ChangeRequest] = []
     if request.change_request:
         cr = carry_on_with(
             read_change_request(changes, request.change_request), environment, region
         )
     else:
+        filed = list_change_requests(changes)
         cr = resumable(filed, environment, region, head, previous)
     if cr is None:
         cr = file_change(inventory, locker, changes, spec, request, head, previous, filed)
