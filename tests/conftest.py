@@ -31,8 +31,6 @@ from blocks.local_stack import (  # noqa: E402
     stop_process,
 )
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "tool-outputs"
-
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:

@@ -16,8 +16,8 @@ from changeflow.errors import BadInput
 from changeflow.models import EvidenceResult, Severity
 from changeflow.reports import ReportFormat, ReportOutcome, Thresholds, parse_report
 
-# CI copies shared/ beside the clone, so look next to the repository root, not inside it.
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared/fixtures/tool-outputs/itsdangerous"
+# a copy of the team's shared real tool outputs, so a clone alone runs the suite
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures/tool-outputs/itsdangerous"
 BIN = Path(sys.executable).parent
 FAILURE, SUCCESS = EvidenceResult.failure, EvidenceResult.success
 # Built at run time so secret scanners run over this repository do not flag the test itself.
@@ -37,7 +37,7 @@ def by_id(outcome: ReportOutcome) -> dict[str, Severity]:
     return {f.id: f.severity for f in outcome.findings}
 
 
-# -- the real tool outputs in shared/fixtures -----------------------------------------------
+# -- the real tool outputs in tests/fixtures ------------------------------------------------
 
 
 def test_fixture_junit_all_passed() -> None:
