@@ -73,6 +73,14 @@ class Incident(Record):
     url: str | None = None
 
     @property
+    def line(self) -> str:
+        """The incident on one line, as a CR's blocking reason and the audit report list it."""
+        return (
+            f"{self.asset_uri}: incident {self.id} ({self.tool} {self.finding_id}, "
+            f"{self.severity.value}) due {self.due}"
+        )
+
+    @property
     def pair(self) -> tuple[str, str]:
         """(asset uri, tool): what must run again for this incident to be closed."""
         return self.asset_uri, self.tool

@@ -82,10 +82,7 @@ def verify(request: AuditRequest, stores: RecordStores = DEFAULT_STORES) -> Veri
             checked, broken = verify_entries(locker, inventory, commit)
             report.checked += checked
             report.broken += [f"{environment}/{reg}: {b}" for b in broken]
-    report.overdue_incidents = [
-        f"{i.id} {i.asset_uri} {i.tool} {i.finding_id} ({i.severity.value}) due {i.due}"
-        for i in overdue_incidents(changes, [], date.today())
-    ]
+    report.overdue_incidents = [i.line for i in overdue_incidents(changes, [], date.today())]
     logger = get_run_logger()
     for late in report.overdue_incidents:
         logger.warning("overdue incident: %s", late)

@@ -141,10 +141,7 @@ def file_change(
     applications = sorted({e.repository_url for e in delta.entries.values()})
     late = overdue_incidents(changes, applications, today)
     readiness = deployment_ready(summary, spec.policy, today=today).blocked_by(
-        [
-            f"{i.asset_uri}: incident {i.id} ({i.tool} {i.finding_id}) overdue since {i.due}"
-            for i in late
-        ]
+        [f"overdue: {i.line}" for i in late]
     )
     cr = file_change_request(
         changes,

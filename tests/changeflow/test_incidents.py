@@ -194,6 +194,10 @@ def test_overdue() -> None:
     assert [i.finding_id for i in overdue(incidents, TODAY + timedelta(days=31))] == ["C"]
     late = overdue(incidents, TODAY + timedelta(days=365))
     assert [i.finding_id for i in late] == ["C", "M", "L"]
+    first = late[0]
+    assert first.line == (
+        f"{first.asset_uri}: incident {first.id} ({first.tool} C, critical) due {first.due}"
+    )
     closed = [i.model_copy(update={"state": "closed", "closed": TODAY}) for i in incidents]
     assert overdue(closed, TODAY + timedelta(days=365)) == []
 
