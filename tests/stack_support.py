@@ -10,10 +10,13 @@ import contextlib
 import io
 import os
 import sys
+import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from subprocess import CompletedProcess
+from typing import TypeVar
 
 import pytest
 from prefect_aws import AwsCredentials
@@ -27,10 +30,43 @@ __all__ = [
     "fresh_stack",
     "git_in",
     "new_bucket",
+    "race",
     "register_deployment",
     "run_changeflow",
     "ship_to_prod",
 ]
+
+
+Writer = TypeVar("Writer")
+Result = TypeVar("Result")
+
+
+def race(
+    count: int, prepare: Callable[[int], Writer], act: Callable[[int, Writer], Result]
+) -> tuple[list[Result], list[BaseException]]:
+    """Run `count` writers in threads, released together; what they returned and what they raised.
+
+    Each thread runs `prepare` (opening its mirror, say) before the release, so only `act` races.
+    """
+    start = threading.Barrier(count)
+    results: list[Result] = []
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            writer = prepare(i)
+            start.wait()
+            results.append(act(i, writer))
+        except BaseException as exc:
+            errors.append(exc)
+            start.abort()  # the others must not wait for a writer that will never come
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results, errors
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,12 @@ incidents."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from stack_support import git_in
+from stack_support import git_in, race
 
 from blocks.change_management import GitChangeManagement
 from changeflow.errors import BadInput, IntegrityError
@@ -61,25 +60,14 @@ def test_create_allocates_sequential_ids(changes: GitChangeManagement, bare: Pat
 
 def test_concurrent_creates_get_distinct_ids(bare: Path, tmp_path: Path) -> None:
     count = 20
-    start = threading.Barrier(count)
-    created: list[ChangeRequest] = []
-    errors: list[BaseException] = []
 
-    def create(i: int) -> None:
-        try:
-            cache = tmp_path / ("shared" if i % 5 == 0 else f"cache-{i}")
-            block = GitChangeManagement(remote_url=bare.as_uri(), cache_dir=str(cache))
-            block.git  # noqa: B018  (open the mirror before the race starts)
-            start.wait()
-            created.append(block.create(draft(region=f"region-{i}")))
-        except BaseException as exc:
-            errors.append(exc)
+    def mirror(i: int) -> GitChangeManagement:
+        cache = tmp_path / ("shared" if i % 5 == 0 else f"cache-{i}")
+        block = GitChangeManagement(remote_url=bare.as_uri(), cache_dir=str(cache))
+        block.git  # noqa: B018  (open the mirror before the race starts)
+        return block
 
-    workers = [threading.Thread(target=create, args=(i,)) for i in range(count)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
+    created, errors = race(count, mirror, lambda i, b: b.create(draft(region=f"region-{i}")))
     assert errors == []
     assert sorted(cr.id for cr in created) == [f"CHG{n:07d}" for n in range(1, count + 1)]
     stored = GitChangeManagement(remote_url=bare.as_uri(), cache_dir=str(tmp_path / "x")).list()
@@ -213,24 +201,13 @@ def test_identical_concurrent_drafts_still_get_distinct_ids(
         )  # fmt: skip
 
     count = 6
-    start = threading.Barrier(count)
-    ids: list[str] = []
-    errors: list[BaseException] = []
 
-    def create(i: int) -> None:
-        try:
-            block = GitChangeManagement(remote_url=bare.as_uri(), cache_dir=str(tmp_path / f"{i}"))
-            block.git  # noqa: B018
-            start.wait()
-            ids.append(block.create(same).id)
-        except BaseException as exc:
-            errors.append(exc)
+    def mirror(i: int) -> GitChangeManagement:
+        block = GitChangeManagement(remote_url=bare.as_uri(), cache_dir=str(tmp_path / f"{i}"))
+        block.git  # noqa: B018
+        return block
 
-    workers = [threading.Thread(target=create, args=(i,)) for i in range(count)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
+    ids, errors = race(count, mirror, lambda i, block: block.create(same).id)
     assert errors == []
     assert sorted(ids) == [f"CHG{n:07d}" for n in range(1, count + 1)]
     assert git_in(bare, "rev-list", "--count", "main").strip() == str(count)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
-from stack_support import git_in
+from stack_support import git_in, race
 
 from blocks.git_store import GitError, GitRemote, RefConflict
 
@@ -126,25 +125,16 @@ def test_concurrent_writers_keep_every_write_and_a_linear_history(
     bare: Path, tmp_path: Path
 ) -> None:
     threads, writes = 16, 5
-    start = threading.Barrier(threads)
-    errors: list[BaseException] = []
 
-    def writer(i: int) -> None:
-        try:
-            # some writers share one mirror, the others each have their own
-            cache = tmp_path / ("shared" if i % 4 == 0 else f"cache-{i}")
-            remote = GitRemote(bare.as_uri(), cache)
-            start.wait()
-            for j in range(writes):
-                remote.commit("master", _put({f"w{i:02d}/e{j}": f"{i}-{j}".encode()}), f"{i}/{j}")
-        except BaseException as exc:
-            errors.append(exc)
+    def mirror(i: int) -> GitRemote:
+        # some writers share one mirror, the others each have their own
+        return GitRemote(bare.as_uri(), tmp_path / ("shared" if i % 4 == 0 else f"cache-{i}"))
 
-    workers = [threading.Thread(target=writer, args=(i,)) for i in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
+    def write(i: int, remote: GitRemote) -> None:
+        for j in range(writes):
+            remote.commit("master", _put({f"w{i:02d}/e{j}": f"{i}-{j}".encode()}), f"{i}/{j}")
+
+    _, errors = race(threads, mirror, write)
     assert errors == []
     files = git_in(bare, "ls-tree", "-r", "--name-only", "master").split()
     assert len(files) == threads * writes

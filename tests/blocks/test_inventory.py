@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from pathlib import Path
 
 import pytest
-from stack_support import git_in
+from stack_support import git_in, race
 
 from blocks.git_store import RefConflict
 from blocks.inventory import PROMOTION_FILE, GitInventory, is_entry_path
@@ -237,28 +236,20 @@ def test_from_env(monkeypatch: pytest.MonkeyPatch, bare: Path) -> None:
 
 def test_sixteen_ci_writers_lose_nothing(bare: Path, tmp_path: Path) -> None:
     writers, builds = 16, 3
-    start = threading.Barrier(writers)
-    errors: list[BaseException] = []
 
-    def ci(i: int) -> None:
-        try:
-            # like CI jobs on shared and separate agents: some share a mirror, most do not
-            cache = tmp_path / ("shared" if i % 4 == 0 else f"agent-{i}")
-            inventory = GitInventory(remote_url=bare.as_uri(), cache_dir=str(cache))
-            start.wait()
-            for j in range(builds):
-                inventory.add_entries(
-                    [entry(f"team-{i}/app", f"1.0.{j}"), entry(f"team-{i}/lib-{j}")],
-                    message=f"ci {i} build {j}",
-                )
-        except BaseException as exc:
-            errors.append(exc)
+    def agent(i: int) -> GitInventory:
+        # like CI jobs on shared and separate agents: some share a mirror, most do not
+        cache = tmp_path / ("shared" if i % 4 == 0 else f"agent-{i}")
+        return GitInventory(remote_url=bare.as_uri(), cache_dir=str(cache))
 
-    threads = [threading.Thread(target=ci, args=(i,)) for i in range(writers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    def ci(i: int, inventory: GitInventory) -> None:
+        for j in range(builds):
+            inventory.add_entries(
+                [entry(f"team-{i}/app", f"1.0.{j}"), entry(f"team-{i}/lib-{j}")],
+                message=f"ci {i} build {j}",
+            )
+
+    _, errors = race(writers, agent, ci)
     assert errors == []
     reader = GitInventory(remote_url=bare.as_uri(), cache_dir=str(tmp_path / "reader"))
     entries = reader.entries("master")
