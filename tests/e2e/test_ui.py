@@ -49,17 +49,21 @@ def _chromium(url: str, profile: Path, *extra: str) -> subprocess.CompletedProce
     )  # fmt: skip
 
 
-def _page_text(url: str, profile: Path, want: Callable[[str], bool], attempts: int = 4) -> str:
-    """The text the SPA renders at `url`; read again (a bounded number of times) until `want`."""
-    text = ""
-    for _ in range(attempts):
+def _page_text(url: str, profile: Path, want: Callable[[str], bool], within_s: float = 150) -> str:
+    """The text the SPA renders at `url`; read again until `want` holds or `within_s` is spent.
+
+    A busy machine can dump the page before the UI's later requests have rendered (the run that
+    owns an artifact comes after the artifact), so the bound is time, not a count of reads.
+    """
+    deadline = time.monotonic() + within_s
+    while True:
         done = _chromium(url, profile, "--dump-dom")
         assert done.returncode == 0, done.stderr[-2000:]
         dom = re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", done.stdout, flags=re.S)
         text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
-        if want(text):
-            break
-    return text
+        if want(text) or time.monotonic() > deadline:
+            return text
+        time.sleep(1)
 
 
 def _wait_for(find: Callable[[], Any], process: subprocess.Popen[bytes], what: str) -> Any:
