@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
 
-    from blocks.local_stack import LocalStack
+    from cli.local_stack import LocalStack
 
     workspace = Path(tempfile.mkdtemp(prefix="changeflow-bench-lifecycle-"))
     stack = LocalStack(workspace / "stack").start()
@@ -42,7 +42,7 @@ def main() -> None:
     calls: dict[Any, float] = {}
     try:
         from blocks import config
-        from changeflow.demo import DemoLifecycle, flush_to_prefect
+        from cli.demo import DemoLifecycle, flush_to_prefect
 
         config.evidence_locker(None).create_bucket()
         _time_flow_calls(calls)

@@ -48,10 +48,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from blocks.evidence_locker import EvidenceLocker  # noqa: E402
-from blocks.local_stack import seaweedfs_ports, start_seaweedfs, stop_process  # noqa: E402
 from changeflow.evidence import make_evidence  # noqa: E402
 from changeflow.models import Asset, Attachment  # noqa: E402
 from changeflow.summary import summarize  # noqa: E402
+from cli.local_stack import seaweedfs_ports, start_seaweedfs, stop_process  # noqa: E402
 
 __all__ = ["main"]
 

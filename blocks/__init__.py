@@ -1,7 +1,7 @@
 """Prefect blocks of changeflow: `prefect block register -m blocks` registers every one of them.
 
 The block classes are imported on first use (PEP 562), so importing a light module of this
-package (`blocks.local_stack`, say) neither imports Prefect before its settings are in place nor
+package (`cli.local_stack`, say) neither imports Prefect before its settings are in place nor
 creates an import cycle with `blocks.config`.
 """
 

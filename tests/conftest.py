@@ -24,7 +24,7 @@ import pytest  # noqa: E402
 from stack_support import S3Server, fresh_stack, new_bucket, ship_to_prod  # noqa: E402
 
 from blocks.evidence_locker import EvidenceLocker  # noqa: E402
-from blocks.local_stack import (  # noqa: E402
+from cli.local_stack import (  # noqa: E402
     init_bare_repo,
     start_prefect_server,
     start_seaweedfs,

@@ -23,7 +23,7 @@ from prefect_aws import AwsCredentials
 from prefect_aws.client_parameters import AwsClientParameters
 
 from blocks.evidence_locker import EvidenceLocker
-from blocks.local_stack import init_bare_repo
+from cli.local_stack import init_bare_repo
 
 __all__ = [
     "S3Server",
@@ -113,7 +113,7 @@ def run_changeflow(*args: str, env: dict[str, str] | None = None) -> CompletedPr
     """Run `changeflow ARGS` in this process (through `main()`, exit codes and all) and capture
     what it prints: the same contract as a subprocess, without paying Prefect's import each time.
     `tests/cli/test_bad_input.py` runs the real executable."""
-    from changeflow.cli import main
+    from cli import main
 
     out, err = io.StringIO(), io.StringIO()
     saved_env, saved_argv = os.environ.copy(), sys.argv
@@ -198,8 +198,8 @@ def register_deployment(
     """Register one deployment of the checkout's prefect.yaml (schedules paused) as `changeflow
     serve` would, with the demo's environments (staging: us-south; prod: us-south, eu-de) as
     CHANGEFLOW_ENVIRONMENTS, and return its id."""
-    from changeflow.cli.serve import runner_deployments
-    from changeflow.demo import environments_toml
+    from cli.demo import environments_toml
+    from cli.serve import runner_deployments
 
     environments = workspace / "environments.toml"
     environments.write_text(environments_toml(workspace / "app", workspace / "deployed"))

@@ -72,11 +72,11 @@ def test_the_package_exports_every_block() -> None:
 
 
 def test_importing_the_package_does_not_import_prefect() -> None:
-    # the local stack (and `changeflow dev`) import blocks.local_stack before Prefect's settings
+    # the local stack (and `changeflow dev`) import cli.local_stack before Prefect's settings
     # are in place; the block classes are imported on first use
     done = subprocess.run(
         [sys.executable, "-c",
-         "import sys, blocks, blocks.local_stack; print('prefect' in sys.modules)"],
+         "import sys, blocks, cli.local_stack; print('prefect' in sys.modules)"],
         cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     assert done.stdout.strip() == "False"

@@ -18,11 +18,11 @@ from prefect_aws import AwsCredentials
 from prefect_aws.client_parameters import AwsClientParameters
 
 from blocks.evidence_locker import EvidenceLocker
-from blocks.local_stack import free_port, seaweedfs_ports, start_seaweedfs, stop_process
 from changeflow.errors import StorageUnavailable
 from changeflow.evidence import make_evidence
 from changeflow.models import Asset, Evidence, InventoryEntry
 from changeflow.summary import summarize
+from cli.local_stack import free_port, seaweedfs_ports, start_seaweedfs, stop_process
 
 HASH = "sha256:" + "c" * 64
 ASSET = Asset.for_uri("https://example.com/org/app#" + "c" * 40)

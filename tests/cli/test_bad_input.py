@@ -23,7 +23,7 @@ ENTRY = [
 
 def changeflow(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "changeflow.cli", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "cli", *args], capture_output=True, text=True, timeout=120
     )
 
 

@@ -10,8 +10,8 @@ import pytest
 from stack_support import run_changeflow
 
 from blocks.inventory import GitInventory
-from blocks.local_stack import init_bare_repo
 from changeflow.models import InventoryEntry, Promotion
+from cli.local_stack import init_bare_repo
 
 DIGEST = "sha256:" + "b" * 64
 PROMOTE = [

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 from stack_support import S3Server, new_bucket, run_changeflow
 
-from blocks.local_stack import free_port
+from cli.local_stack import free_port
 
 
 def changeflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

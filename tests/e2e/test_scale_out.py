@@ -22,17 +22,17 @@ import pytest
 
 from blocks.change_management import GitChangeManagement
 from blocks.inventory import GitInventory
-from blocks.local_stack import init_bare_repo, start_prefect_server, stop_process
 from blocks.source import commit_all
-from changeflow.demo import sample_app_dir
 from changeflow.models import ChangeState, CloseCategory
+from cli.demo import sample_app_dir
+from cli.local_stack import init_bare_repo, start_prefect_server, stop_process
 
 pytestmark = pytest.mark.timeout(900)
 
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 ENV = "prod"
 REGIONS = ["us-south", "us-east", "eu-de", "jp-tok"]
-CLI = [sys.executable, "-m", "changeflow.cli"]
+CLI = [sys.executable, "-m", "cli"]
 
 
 async def _admin(sql: str) -> None:

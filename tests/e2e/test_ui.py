@@ -20,12 +20,12 @@ import pytest
 from stack_support import register_deployment
 
 from blocks import config
-from blocks.local_stack import init_bare_repo
 from blocks.source import commit_all
 from changeflow.change import awaiting_approval
-from changeflow.demo import environments_toml, sample_app_dir
 from changeflow.models import ChangeState, CloseCategory, Priority
 from changeflow.requests import BuildRequest, PromotionRequest, RecordStores
+from cli.demo import environments_toml, sample_app_dir
+from cli.local_stack import init_bare_repo
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 CHROMIUM = "/usr/bin/chromium"
 ENV, REGION = "staging", "us-south"
-CLI = [sys.executable, "-m", "changeflow.cli"]
+CLI = [sys.executable, "-m", "cli"]
 
 
 def _chromium(url: str, profile: Path, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -17,9 +17,9 @@ from prefect.flows import load_flow_from_entrypoint
 from prefect.utilities.schema_tools import validate
 from stack_support import register_deployment, run_changeflow
 
-from changeflow.cli.serve import deployment_specs, runner_deployments, schedules_outside_windows
 from changeflow.errors import BadInput
 from changeflow.project import load_environments
+from cli.serve import deployment_specs, runner_deployments, schedules_outside_windows
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = ROOT / "prefect.yaml"
@@ -29,7 +29,7 @@ SPECS = deployment_specs(PROJECT)
 SERVE = [
     sys.executable,
     "-c",
-    "import changeflow.cli.serve; from changeflow.cli import main; main()",
+    "import cli.serve; from cli import main; main()",
 ]
 
 

@@ -13,9 +13,9 @@ from git import Repo
 from stack_support import fresh_stack
 
 from blocks import config
-from changeflow.demo import DemoLifecycle
 from changeflow.models import ChangeState, CloseCategory
 from changeflow.requests import AuditRequest, RecordStores
+from cli.demo import DemoLifecycle
 from flows.audit_flow import verify
 
 # the module's fixture runs the whole lifecycle once, inside the first test's time budget

@@ -13,12 +13,12 @@ from blocks import config
 from blocks.change_management import GitChangeManagement
 from blocks.evidence_locker import EvidenceLocker
 from blocks.inventory import GitInventory
-from blocks.local_stack import init_bare_repo
 from blocks.source import commit_all
-from changeflow.demo import sample_app_dir
 from changeflow.models import Asset, ChangeState, CloseCategory
 from changeflow.readiness import IMMUTABLE_STORAGE
 from changeflow.requests import BuildRequest, DeploymentRequest, RecordStores
+from cli.demo import sample_app_dir
+from cli.local_stack import init_bare_repo
 from flows.ci_flow import ci
 from flows.deploy_flow import deploy
 

@@ -92,7 +92,7 @@ class DemoLifecycle:
 
     def run(self) -> list[ChangeRequest]:
         """Run three releases through ci, promote and deploy; return every CR filed."""
-        from blocks.local_stack import init_bare_repo
+        from cli.local_stack import init_bare_repo
 
         shutil.copytree(
             sample_app_dir(),
@@ -206,7 +206,7 @@ class DemoLifecycle:
         """Deploy in a process of its own and approve its CR the way a person would."""
         from blocks import config
 
-        cli = [sys.executable, "-m", "changeflow.cli"]
+        cli = [sys.executable, "-m", "cli"]
         deploying = subprocess.Popen(
             [*cli, "deploy", "--environment", environment, "--region", region],
             stdout=subprocess.PIPE,
@@ -293,7 +293,7 @@ def run_demo(keep: bool = False, say: Say = print) -> list[ChangeRequest]:
     _quiet_prefect_console()
     workspace = Path(tempfile.mkdtemp(prefix="changeflow-demo-"))
     say(f"changeflow demo in {workspace}")
-    from blocks.local_stack import LocalStack
+    from cli.local_stack import LocalStack
 
     stack = LocalStack(workspace / "stack")
     try:

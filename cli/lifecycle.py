@@ -8,11 +8,6 @@ from typing import Annotated
 
 import typer
 
-from changeflow.cli._app import (
-    JsonOpt,
-    app,
-    emit,
-)
 from changeflow.errors import BadInput
 from changeflow.models import CustomerImpact, DeploymentImpact, Priority
 from changeflow.requests import (
@@ -22,6 +17,11 @@ from changeflow.requests import (
     PromotionRequest,
     RecordStores,
     deployment_spec,
+)
+from cli._app import (
+    JsonOpt,
+    app,
+    emit,
 )
 
 

@@ -11,16 +11,16 @@ from typing import Annotated
 
 import typer
 
-from changeflow.cli._app import (
-    JsonOpt,
-    cr_app,
-    emit,
-)
 from changeflow.errors import BadInput
 from changeflow.models import (
     Approval,
     ChangeRequest,
     CloseCategory,
+)
+from cli._app import (
+    JsonOpt,
+    cr_app,
+    emit,
 )
 
 

@@ -8,16 +8,16 @@ from typing import Annotated
 
 import typer
 
-from changeflow.cli._app import (
-    JsonOpt,
-    emit,
-    evidence_app,
-    settings,
-)
 from changeflow.errors import BadInput
 from changeflow.models import (
     Asset,
     EvidenceResult,
+)
+from cli._app import (
+    JsonOpt,
+    emit,
+    evidence_app,
+    settings,
 )
 
 

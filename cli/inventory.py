@@ -6,14 +6,14 @@ from typing import Annotated, Any
 
 import typer
 
-from changeflow.cli._app import (
-    JsonOpt,
-    emit,
-    inventory_app,
-)
 from changeflow.errors import BadInput, NotReady
 from changeflow.models import (
     InventoryEntry,
+)
+from cli._app import (
+    JsonOpt,
+    emit,
+    inventory_app,
 )
 
 __all__ = [

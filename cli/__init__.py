@@ -12,7 +12,8 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from changeflow.cli import (  # noqa: F401 (each module adds its commands)
+from changeflow.errors import BadInput, IntegrityError, NotReady, StorageUnavailable
+from cli import (  # noqa: F401 (each module adds its commands)
     changes,
     dev,
     evidence,
@@ -21,8 +22,7 @@ from changeflow.cli import (  # noqa: F401 (each module adds its commands)
     locker,
     serve,
 )
-from changeflow.cli._app import app
-from changeflow.errors import BadInput, IntegrityError, NotReady, StorageUnavailable
+from cli._app import app
 
 try:  # typer 0.2x vendors click
     from typer._click import exceptions as click_errors

@@ -8,12 +8,12 @@ from typing import Annotated
 
 import typer
 
-from changeflow.cli._app import (
+from changeflow.settings import Settings
+from cli._app import (
     app,
     dev_app,
     settings,
 )
-from changeflow.settings import Settings
 
 
 def _dev_dir(directory: Path | None) -> Path:
@@ -26,7 +26,7 @@ def dev_up(
 ) -> None:
     """Start SeaweedFS, a Prefect server and the git remotes; print `export` lines."""
     from blocks.evidence_locker import EvidenceLocker
-    from blocks.local_stack import LocalStack
+    from cli.local_stack import LocalStack
 
     root = _dev_dir(directory)
     stack = LocalStack.load(root)
@@ -43,7 +43,7 @@ def dev_up(
 @dev_app.command("down")
 def dev_down(directory: Annotated[Path | None, typer.Option("--dir")] = None) -> None:
     """Stop what `dev up` started (its data stays in the folder)."""
-    from blocks.local_stack import LocalStack
+    from cli.local_stack import LocalStack
 
     stack = LocalStack.load(_dev_dir(directory))
     if stack is None:
@@ -56,7 +56,7 @@ def dev_down(directory: Annotated[Path | None, typer.Option("--dir")] = None) ->
 @dev_app.command("status")
 def dev_status(directory: Annotated[Path | None, typer.Option("--dir")] = None) -> None:
     """Which services of the local stack are running."""
-    from blocks.local_stack import LocalStack
+    from cli.local_stack import LocalStack
 
     stack = LocalStack.load(_dev_dir(directory))
     if stack is None:
@@ -74,6 +74,6 @@ def demo_cmd(
     ] = False,
 ) -> None:
     """Run the whole lifecycle on the sample application, on a local stack of its own."""
-    from changeflow.demo import run_demo
+    from cli.demo import run_demo
 
     run_demo(keep=keep)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from blocks.local_stack import _http_ok, _serve, _spawn, free_port, seaweedfs_ports, stop_process
+from cli.local_stack import _http_ok, _serve, _spawn, free_port, seaweedfs_ports, stop_process
 
 
 def test_no_seaweedfs_port_is_another_services_grpc_port() -> None:

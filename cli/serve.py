@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from changeflow.cli._app import app
 from changeflow.errors import BadInput
 from changeflow.project import Environments, load_environments
 from changeflow.settings import Settings
 from changeflow.windows import outside_windows
+from cli._app import app
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment

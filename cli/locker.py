@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from changeflow.cli._app import JsonOpt, app, emit, settings
+from cli._app import JsonOpt, app, emit, settings
 
 __all__ = ["locker_app"]
 

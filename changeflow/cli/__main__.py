@@ -1,3 +1,0 @@
-from changeflow.cli import main
-
-main()

@@ -1,0 +1,254 @@
+"""The ports: what the flows need of each record store, as interfaces the adapters implement.
+
+Tasks and flows are typed against these only. Each port has a real adapter (a Prefect block in
+`blocks/`) and an in-memory one (`blocks/memory.py`); one contract suite
+(`tests/contract/test_ports.py`) runs the same tests against both, so the fakes cannot drift.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from pydantic import BaseModel
+
+from changeflow.delta import Delta
+from changeflow.incidents import Incident
+from changeflow.inventory_rules import InventoryCheck
+from changeflow.models import (
+    Approval,
+    Asset,
+    Attachment,
+    ChangeRequest,
+    Evidence,
+    InventoryEntry,
+    Promotion,
+)
+from changeflow.storage import StorageCheck
+from changeflow.summary import EvidenceSummary
+
+__all__ = [
+    "ChangeManagement",
+    "Commit",
+    "EvidenceStore",
+    "IncidentStore",
+    "Inventory",
+    "Stores",
+    "Verification",
+]
+
+
+class Commit(BaseModel):
+    """One change in a record's history: who made it, when, and why."""
+
+    commit: str
+    author: str
+    date: str
+    message: str
+
+
+class Verification(BaseModel):
+    """What a re-hash found: how many records were checked, and each broken link on one line."""
+
+    checked: int = 0
+    broken: list[str] = []
+
+    def __add__(self, other: Verification) -> Verification:
+        return Verification(
+            checked=self.checked + other.checked, broken=[*self.broken, *other.broken]
+        )
+
+
+@runtime_checkable
+class EvidenceStore(Protocol):
+    """The evidence locker: content-addressed, write-once evidence, attachments and summaries."""
+
+    def store_attachment(self, path: Path, label: str | None = None) -> Attachment:
+        """Store a file's bytes once under their sha256."""
+        ...
+
+    def store_attachment_bytes(self, data: bytes, label: str | None = None) -> Attachment:
+        """Store bytes once under their sha256."""
+        ...
+
+    def get_attachment(self, hash_: str) -> bytes:
+        """An attachment's bytes, re-hashed."""
+        ...
+
+    def download_attachment(self, hash_: str, target: Path) -> int:
+        """Write an attachment to `target`, re-hashed; its size."""
+        ...
+
+    def holds_artifact(self, url: str) -> bool:
+        """Whether an entry's artifact URL points into this store."""
+        ...
+
+    def put_evidence(self, evidence: Evidence, assets: Iterable[Asset] = ()) -> Evidence:
+        """Store an evidence record and link it to its assets."""
+        ...
+
+    def get_evidence(self, evidence_id: str) -> Evidence:
+        """One evidence record, re-hashed."""
+        ...
+
+    def evidence_for_assets(self, asset_ids: Iterable[str]) -> dict[str, list[Evidence]]:
+        """Every evidence record about each asset."""
+        ...
+
+    def put_summary(self, summary: EvidenceSummary) -> tuple[str, str]:
+        """Store a deployment's evidence summary; its url and sha256."""
+        ...
+
+    def get_summary(self, url: str, expected: str) -> EvidenceSummary:
+        """A stored summary, checked against the sha256 its CR recorded."""
+        ...
+
+    def verify_evidence(self, evidence_ids: Iterable[str]) -> Verification:
+        """Re-hash evidence records and their attachments."""
+        ...
+
+    def verify_summary(self, url: str, expected: str) -> Verification:
+        """Re-hash a summary and everything it names."""
+        ...
+
+    def verify_entries(self, entries: list[InventoryEntry]) -> Verification:
+        """Re-hash the evidence and stored artifacts behind inventory entries."""
+        ...
+
+    def check_storage(self) -> StorageCheck:
+        """Whether the store keeps evidence immutable for the required time."""
+        ...
+
+
+@runtime_checkable
+class Inventory(Protocol):
+    """The inventory: entries per branch, promotions between environments, labels."""
+
+    def resolve(self, ref: str) -> str | None:
+        """The commit a branch, label or commit names, or None."""
+        ...
+
+    def entries(self, ref: str) -> dict[str, InventoryEntry]:
+        """Every entry at a ref."""
+        ...
+
+    def get(self, name: str, ref: str) -> InventoryEntry | None:
+        """One entry at a ref."""
+        ...
+
+    def add_entries(
+        self, entries: list[InventoryEntry], branch: str = "master", message: str | None = None
+    ) -> str | None:
+        """Record entries on a branch in one commit; the new head."""
+        ...
+
+    def delta(self, from_ref: str | None, to_ref: str) -> Delta:
+        """What changed between two refs."""
+        ...
+
+    def validate(self, ref: str) -> InventoryCheck:
+        """Check every file that should be an entry at a ref."""
+        ...
+
+    def promotion(self, ref: str) -> Promotion | None:
+        """The promotion last merged into a ref."""
+        ...
+
+    def promotable(
+        self,
+        source: str,
+        target: str,
+        include: list[str] | None = None,
+        exclude: list[str] | None = None,
+    ) -> list[str]:
+        """The entry names a promotion would carry (refuses when none would)."""
+        ...
+
+    def promote(self, promotion: Promotion, merge: bool = True) -> Promotion:
+        """Open a promotion and, unless reviewed, merge it."""
+        ...
+
+    def merge_promotion(self, promotion_id: str) -> str:
+        """Merge a promotion left open for review; the target's new head."""
+        ...
+
+    def labels(self) -> dict[str, str]:
+        """Every label and the commit it points at."""
+        ...
+
+    def add_label(self, label: str, ref: str) -> str:
+        """Create a label (refused when it exists)."""
+        ...
+
+    def move_label(self, label: str, ref: str) -> str:
+        """Point a label at a ref, creating it when missing (compare-and-swap)."""
+        ...
+
+    def delete_label(self, label: str) -> str:
+        """Delete a label; the commit it pointed at."""
+        ...
+
+
+@runtime_checkable
+class ChangeManagement(Protocol):
+    """Where change requests are filed: a git repo or ServiceNow."""
+
+    def create(
+        self,
+        draft: Callable[[str], ChangeRequest],
+        message: str = "change request created",
+        *,
+        by: str | None = None,
+    ) -> ChangeRequest:
+        """Allocate an id and file the CR drafted for it."""
+        ...
+
+    def update(self, cr: ChangeRequest, message: str, *, by: str | None = None) -> ChangeRequest:
+        """Record a CR's new content as one change."""
+        ...
+
+    def get(self, id: str) -> ChangeRequest:
+        """One CR."""
+        ...
+
+    def list(self) -> list[ChangeRequest]:
+        """Every CR, in id order."""
+        ...
+
+    def history(self, id: str) -> builtins.list[Commit]:
+        """Every change of one CR, newest first."""
+        ...
+
+    def link(self, cr: ChangeRequest) -> str | None:
+        """Where people find the CR's record (never with credentials in it)."""
+        ...
+
+    def decision(self, id: str) -> Approval | None:
+        """A decision recorded in the backend itself (a ServiceNow approval), if any."""
+        ...
+
+
+@runtime_checkable
+class IncidentStore(Protocol):
+    """Where incidents are kept: the git change-management repo or ServiceNow's incidents."""
+
+    def incidents(self) -> list[Incident]:
+        """Every incident, open and closed."""
+        ...
+
+    def put_incidents(self, incidents: list[Incident], message: str) -> None:
+        """Open or update incidents in one change."""
+        ...
+
+
+@dataclass(frozen=True)
+class Stores:
+    """The record stores a flow works with, opened once per run."""
+
+    evidence: EvidenceStore
+    inventory: Inventory
+    changes: ChangeManagement
+    incidents: IncidentStore
