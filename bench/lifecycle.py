@@ -41,7 +41,7 @@ def main() -> None:
     os.environ.update(stack.env)
     calls: dict[Any, float] = {}
     try:
-        from blocks import config
+        from blocks import stores as config
         from cli.demo import DemoLifecycle, flush_to_prefect
 
         config.evidence_locker(None).create_bucket()

@@ -2,7 +2,7 @@
 
 The block classes are imported on first use (PEP 562), so importing a light module of this
 package (`cli.local_stack`, say) neither imports Prefect before its settings are in place nor
-creates an import cycle with `blocks.config`.
+creates an import cycle with `blocks.stores`.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from changeflow.delta import Delta
 from changeflow.errors import BadInput
+from changeflow.labels import region_of_label
 from changeflow.models import (
     Approval,
     ChangeLogEntry,
@@ -283,11 +284,10 @@ def carry_on_with(cr: ChangeRequest, environment: str, region: str) -> ChangeReq
 
 def deployed_regions(labels: dict[str, str], environment: str) -> dict[str, str]:
     """Region -> deployed inventory commit, from the `<region>_<env>_latest` labels."""
-    suffix = f"_{environment}_latest"
     return {
-        name.removesuffix(suffix): commit
+        region: commit
         for name, commit in labels.items()
-        if name.endswith(suffix) and name != f"{environment}_latest"
+        if (region := region_of_label(name, environment)) is not None
     }
 
 

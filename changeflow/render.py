@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from changeflow.labels import deployed_label
 from changeflow.models import ChangeRequest
 
 __all__ = ["markdown_table", "render_change_request"]
@@ -76,7 +77,7 @@ def render_change_request(cr: ChangeRequest) -> str:
     out += [f"- {item}" for item in cr.failed_evidence] or ["- (none)"]
     out += ["", "## Backout plan", "", cr.backout_plan or "(none)", ""]
     out += ["## Rollback", ""]
-    label = f"{cr.region}_{cr.environment}_latest"
+    label = deployed_label(cr.environment, cr.region)
     if cr.previous_inventory_commit:
         out += [
             f"Before this change `{label}` pointed at inventory commit "

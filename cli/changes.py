@@ -37,7 +37,7 @@ def cr_list(
     environment: Annotated[str | None, typer.Option()] = None, as_json: JsonOpt = False
 ) -> None:
     """Every change request (optionally of one environment)."""
-    from blocks import config
+    from blocks import stores as config
 
     crs = [c for c in config.change_management(None).list() if environment in (None, c.environment)]
     emit([c.model_dump(mode="json", exclude_none=True) for c in crs], as_json,
@@ -47,7 +47,7 @@ def cr_list(
 @cr_app.command("get")
 def cr_get(cr_id: str, as_json: JsonOpt = False) -> None:
     """One change request, rendered for people (or as its JSON record)."""
-    from blocks import config
+    from blocks import stores as config
     from changeflow.render import render_change_request
 
     cr = config.change_management(None).get(cr_id)
@@ -66,7 +66,7 @@ def _who(by: str, what: str) -> str:
 
 def _decide(cr_id: str, by: str, comment: str, approved: bool, as_json: bool) -> None:
     who = _who(by, "decides")  # before the slow imports: a typo answers at once
-    from blocks import config
+    from blocks import stores as config
     from changeflow.change import record_decision
 
     changes = config.change_management(None)
@@ -142,7 +142,7 @@ def cr_close(
 ) -> None:
     """Close an implemented CR (an emergency one in review, say) with its outcome."""
     who = _who(by, "closes")
-    from blocks import config
+    from blocks import stores as config
     from changeflow.change import close
 
     changes = config.change_management(None)

@@ -109,7 +109,7 @@ class DemoLifecycle:
         self.release("0.2.0", "Hello there, {name}!", "friendlier greeting")
         self.say("release 0.3.0: a failing unit test, so the CR is not auto-approved")
         self.failing_release("0.3.0")
-        from blocks import config
+        from blocks import stores as config
 
         crs: list[ChangeRequest] = config.change_management(None).list()
         return crs
@@ -204,7 +204,7 @@ class DemoLifecycle:
 
     def approve_through_cli(self, environment: str, region: str) -> None:
         """Deploy in a process of its own and approve its CR the way a person would."""
-        from blocks import config
+        from blocks import stores as config
 
         cli = [sys.executable, "-m", "cli"]
         deploying = subprocess.Popen(
@@ -301,7 +301,7 @@ def run_demo(keep: bool = False, say: Say = print) -> list[ChangeRequest]:
         os.environ.update(stack.env)
         say(f"  SeaweedFS S3 at {stack.env['CHANGEFLOW_S3_ENDPOINT']}, Prefect API at "
             f"{stack.env['PREFECT_API_URL']}")  # fmt: skip
-        from blocks import config
+        from blocks import stores as config
 
         config.evidence_locker(None).create_bucket()
         crs = DemoLifecycle(workspace, say).run()

@@ -116,7 +116,8 @@ def evidence_summary(
     as_json: JsonOpt = False,
 ) -> None:
     """The latest evidence per asset and type, for assets or what an environment holds."""
-    from blocks import config
+    from blocks import stores as config
+    from changeflow.labels import deployed_label
     from changeflow.models import asset_id
     from changeflow.render import markdown_table
     from changeflow.summary import summarize
@@ -125,7 +126,7 @@ def evidence_summary(
         raise BadInput("give either --asset or --environment")
     if environment:
         inventory = config.inventory(None)
-        ref = f"{region}_{environment}_latest" if region else environment
+        ref = deployed_label(environment, region) if region else environment
         if inventory.resolve(ref) is None:
             raise BadInput(
                 f"unknown environment {environment!r}"

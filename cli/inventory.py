@@ -57,7 +57,7 @@ def inventory_add(
         repository_url=repository_url, commit_sha=commit_sha, build_number=build_number,
         pipeline_run_id=pipeline_run_id, provenance=provenance, signature=signature,
     )  # fmt: skip
-    from blocks import config
+    from blocks import stores as config
 
     commit = config.inventory(None).add_entries([entry], branch=environment)
     emit({"entry": entry.model_dump(mode="json", exclude_none=True), "commit": commit}, as_json,
@@ -83,7 +83,7 @@ def inventory_get(
     as_json: JsonOpt = False,
 ) -> None:
     """Read one entry at an environment or a label."""
-    from blocks import config
+    from blocks import stores as config
 
     inventory = config.inventory(None)
     ref = _ref(inventory, environment, label)
@@ -103,7 +103,7 @@ def inventory_delta(
     as_json: JsonOpt = False,
 ) -> None:
     """What changed between a label (e.g. us-south_prod_latest) and an environment."""
-    from blocks import config
+    from blocks import stores as config
 
     inventory = config.inventory(None)
     _ref(inventory, to_environment, None)
@@ -124,7 +124,7 @@ def inventory_validate(
     as_json: JsonOpt = False,
 ) -> None:
     """Check every entry of an environment (or label) from the raw files; exit 1 if any is bad."""
-    from blocks import config
+    from blocks import stores as config
 
     inventory = config.inventory(None)
     ref = _ref(inventory, environment, label)
@@ -159,7 +159,7 @@ def _labels_call(action: Any, *args: str) -> str:
 
 def _point_label(method: str, name: str, to: str, as_json: bool, done: str) -> None:
     """Add or move a label to `to`, after checking `to` exists."""
-    from blocks import config
+    from blocks import stores as config
 
     inventory = config.inventory(None)
     if inventory.resolve(to) is None:
@@ -171,7 +171,7 @@ def _point_label(method: str, name: str, to: str, as_json: bool, done: str) -> N
 @label_app.command("list")
 def label_list(as_json: JsonOpt = False) -> None:
     """Every label and the commit it points at."""
-    from blocks import config
+    from blocks import stores as config
 
     labels = config.inventory(None).labels()
     emit(labels, as_json, "\n".join(f"{k} {v}" for k, v in sorted(labels.items())) or "no labels")
@@ -200,7 +200,7 @@ def label_move(
 @label_app.command("delete")
 def label_delete(name: str, as_json: JsonOpt = False) -> None:
     """Delete a label."""
-    from blocks import config
+    from blocks import stores as config
 
     commit = _labels_call(config.inventory(None).delete_label, name)
     emit({"label": name, "deleted": commit}, as_json, f"label {name} deleted (was at {commit})")

@@ -68,7 +68,7 @@ def promote_cmd(
             include=include or [], exclude=exclude or [], emergency=emergency, review=review,
         )
     )  # fmt: skip
-    from blocks import config
+    from blocks import stores as config
     from flows.promote_flow import promote
 
     # "nothing to promote" is an answer, not a failed run: say it before a run starts
@@ -127,7 +127,7 @@ def deploy_cmd(
     )  # fmt: skip
     # bad input is refused before a run starts
     deployment_spec(request)
-    from blocks import config
+    from blocks import stores as config
     from flows.deploy_flow import deploy
 
     if config.inventory(None).resolve(environment) is None:

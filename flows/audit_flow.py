@@ -8,7 +8,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
-from blocks import config
+from blocks import stores as config
 from changeflow.change import deployed_by, deployed_regions
 from changeflow.requests import DEFAULT_STORES, AuditRequest, RecordStores
 from tasks.audit import verify_change_request, verify_entries

@@ -8,7 +8,7 @@ from datetime import date
 from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
-from blocks import config
+from blocks import stores as config
 from changeflow.evidence import new_entries, recorded_by
 from changeflow.incidents import GracePeriods
 from changeflow.models import Asset, Evidence, EvidenceResult, utcnow

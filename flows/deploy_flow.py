@@ -5,9 +5,10 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
-from blocks import config
+from blocks import stores as config
 from changeflow.change import carry_on_with, resumable
 from changeflow.errors import BadInput
+from changeflow.labels import deployed_label
 from changeflow.models import ChangeRequest, ChangeState, CloseCategory
 from changeflow.requests import DEFAULT_STORES, DeploymentRequest, RecordStores, deployment_spec
 from flows.deploy_steps import (
@@ -56,7 +57,7 @@ def deploy(request: DeploymentRequest, stores: RecordStores = DEFAULT_STORES) ->
     locker = config.evidence_locker(stores.evidence_locker)
     inventory = config.inventory(stores.inventory)
     changes = config.change_management(stores.change_management)
-    head, previous = resolve_refs(inventory, [environment, f"{region}_{environment}_latest"])
+    head, previous = resolve_refs(inventory, [environment, deployed_label(environment, region)])
     if head is None:
         raise BadInput(f"unknown environment {environment!r}: the inventory has no such branch")
 

@@ -30,6 +30,7 @@ from changeflow.change import (
     transition,
     unfiled_storage_check,
 )
+from changeflow.labels import deployed_label, environment_label
 from changeflow.models import (
     Approval,
     Asset,
@@ -203,14 +204,18 @@ def implement(
     The labels move only after the acceptance evidence is on the CR, so a rerun that finds the
     region's label at the CR's commit knows the deployment happened and only closes it.
     """
-    [label] = resolve_refs(inventory, [f"{cr.region}_{cr.environment}_latest"])
+    [label] = resolve_refs(inventory, [deployed_label(cr.environment, cr.region)])
     deployed = label == cr.inventory_commit
     if not deployed:
         cr = run_deployment(inventory, locker, changes, spec, cr)
         if not cr.is_open:
             return cr
         # what is deployed where, and which CR and run put it there
-        labels = [f"{cr.region}_{cr.environment}_latest", f"{cr.environment}_latest", cr.id]
+        labels = [
+            deployed_label(cr.environment, cr.region),
+            environment_label(cr.environment),
+            cr.id,
+        ]
         move_labels(inventory, [*labels, run_scope("deploy")], cr.inventory_commit)
     acceptance_ok = all(
         record.result is EvidenceResult.success

@@ -6,7 +6,7 @@ import uuid
 
 from prefect import flow, get_run_logger
 
-from blocks import config
+from blocks import stores as config
 from changeflow.models import Promotion, utcnow
 from changeflow.requests import DEFAULT_STORES, PromotionRequest, RecordStores
 from tasks.inventory import promote_entries

@@ -148,7 +148,7 @@ def ship_to_prod(names: list[str], promotion_id: str, passing: bool = True) -> N
     master and promote them to prod, through the `CHANGEFLOW_*` stores (as CI and promote do).
 
     With `passing` false, each artifact's first required evidence fails."""
-    from blocks import config
+    from blocks import stores as config
     from changeflow.evidence import make_evidence
     from changeflow.models import Asset, InventoryEntry, Promotion
     from changeflow.readiness import DEFAULT_REQUIRED_TYPES

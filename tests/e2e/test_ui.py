@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from stack_support import register_deployment
 
-from blocks import config
+from blocks import stores as config
 from blocks.source import commit_all
 from changeflow.change import awaiting_approval
 from changeflow.models import ChangeState, CloseCategory, Priority

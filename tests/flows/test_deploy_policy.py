@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from blocks import config
+from blocks import stores as config
 from changeflow.models import ChangeState, ChangeType, CloseCategory
 from changeflow.requests import DeploymentRequest, RecordStores
 from flows.deploy_flow import DeploymentOutcome, deploy

@@ -12,7 +12,7 @@ import pytest
 from git import Repo
 from stack_support import fresh_stack
 
-from blocks import config
+from blocks import stores as config
 from changeflow.models import ChangeState, CloseCategory
 from changeflow.requests import AuditRequest, RecordStores
 from cli.demo import DemoLifecycle

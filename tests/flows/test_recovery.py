@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from blocks import config
+from blocks import stores as config
 from blocks.change_management import GitChangeManagement
 from blocks.evidence_locker import EvidenceLocker
 from blocks.inventory import GitInventory

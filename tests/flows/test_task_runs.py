@@ -10,7 +10,7 @@ from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from stack_support import ship_to_prod
 
-from blocks import config
+from blocks import stores as config
 from changeflow.requests import DeploymentRequest, RecordStores
 from flows.deploy_flow import deploy
 
