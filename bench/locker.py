@@ -139,16 +139,15 @@ def _ingest_raw(locker: EvidenceLocker, n: int, tag: str) -> float:
             evidence_type_id="com.ibm.unit_tests", result="success", tool="pytest",
             scope=f"bench-{tag}", assets=[asset], attachments=[attachment],
         )  # fmt: skip
+        layout = locker.layout
         work.append(
             [
-                _put_args(locker, locker.attachment_key(attachment.hash), blob),
-                _put_args(locker, locker.key("raw/assets", asset.id[:2], asset.id, "index.json"),
-                          asset.to_json()),
-                _put_args(locker, locker.evidence_key(record.id), record.to_json()),
-                _put_args(locker, locker.key("raw/assets", asset.id[:2], asset.id, "evidences",
-                                             record.id), b""),
+                _put_args(locker, layout.attachment(attachment.hash), blob),
+                _put_args(locker, layout.asset(asset.id), asset.to_json()),
+                _put_args(locker, layout.evidence(record.id), record.to_json()),
+                _put_args(locker, layout.marker(asset.id, record.id), b""),
             ]
-        )  # fmt: skip
+        )
 
     def one(puts: list[dict[str, Any]]) -> None:
         for args in puts:
@@ -185,8 +184,8 @@ def _fill(locker: EvidenceLocker, filer: str, assets: int, per_asset: int, tag: 
                     evidence_type_id=f"com.ibm.check_{k % 5}", result="success", tool="bench",
                     scope=f"ci-{tag}-{a}", assets=[asset], date=start + timedelta(minutes=k),
                 )  # fmt: skip
-                put(locker.evidence_key(record.id), record.to_json())
-                put(locker.key("raw/assets", asset.id[:2], asset.id, "evidences", record.id), b"")
+                put(locker.layout.evidence(record.id), record.to_json())
+                put(locker.layout.marker(asset.id, record.id), b"")
 
         with ThreadPoolExecutor(2 * CONCURRENCY) as pool:
             list(pool.map(one, range(assets)))

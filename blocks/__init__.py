@@ -13,16 +13,26 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from blocks.change_management import GitChangeManagement
     from blocks.evidence_locker import EvidenceLocker
+    from blocks.incidents import GitIncidents
     from blocks.inventory import GitInventory
-    from blocks.servicenow import ServiceNowChangeManagement
+    from blocks.servicenow import ServiceNowChangeManagement, ServiceNowIncidents
 
-__all__ = ["EvidenceLocker", "GitChangeManagement", "GitInventory", "ServiceNowChangeManagement"]
+__all__ = [
+    "EvidenceLocker",
+    "GitChangeManagement",
+    "GitIncidents",
+    "GitInventory",
+    "ServiceNowChangeManagement",
+    "ServiceNowIncidents",
+]
 
 _HOMES = {
     "EvidenceLocker": "blocks.evidence_locker",
     "GitInventory": "blocks.inventory",
     "GitChangeManagement": "blocks.change_management",
+    "GitIncidents": "blocks.incidents",
     "ServiceNowChangeManagement": "blocks.servicenow",
+    "ServiceNowIncidents": "blocks.servicenow",
 }
 
 

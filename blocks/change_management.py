@@ -2,50 +2,46 @@
 
 Branch `main` holds `changes/<id>.json` (the record, canonical JSON) and `changes/<id>.md`
 (rendered for people). Each state change is one commit saying what, who and why, so
-`git log -- changes/<id>.json` is the change request's audit trail. Incidents live beside them
-as `incidents/<id>.json`, written in one commit per reconciliation.
+`git log -- changes/<id>.json` is the change request's audit trail. The same repo keeps the
+incidents (`blocks.incidents.GitIncidents`); `ChangeRepo` is what both blocks share.
 """
 
 from __future__ import annotations
 
 import builtins
-import re
 import uuid
+from abc import ABC
 from collections.abc import Callable
 from pathlib import Path
+from typing import Self
 
 from prefect.blocks.core import Block
 from pydantic import Field, HttpUrl, PrivateAttr, ValidationError
 
-from blocks.git_store import DEFAULT_AUTHOR, GitRemote, default_cache_dir
+from blocks.gitrepo import DEFAULT_AUTHOR, GitRemote, default_cache_dir, redact
+from changeflow.change_ids import change_number, format_change_id, is_change_id
 from changeflow.errors import BadInput, IntegrityError
-from changeflow.incidents import Incident
-from changeflow.models import ChangeRequest
+from changeflow.models import Approval, ChangeRequest
+from changeflow.ports import Commit
 from changeflow.render import render_change_request
 from changeflow.settings import Settings
 
 __all__ = [
     "BRANCH",
     "CHANGES_DIR",
-    "INCIDENTS_DIR",
+    "ChangeRepo",
     "GitChangeManagement",
+    "author_of",
     "change_paths",
     "describe_change",
-    "format_change_id",
 ]
 
 BRANCH = "main"
 CHANGES_DIR = "changes"
-INCIDENTS_DIR = "incidents"
-_ID_RE = re.compile(r"^CHG(\d{7})$")
-_MAX_NUMBER = 9_999_999
-
-
-def format_change_id(number: int) -> str:
-    """Return the change request id for a sequence number: `CHG` and 7 digits."""
-    if not 1 <= number <= _MAX_NUMBER:
-        raise ValueError(f"change request number out of range: {number}")
-    return f"CHG{number:07d}"
+# Prefect's CDN names its images `<hash>-<width>x<height>.<ext>`; the tests check the size there.
+LOGO = HttpUrl(
+    "https://cdn.sanity.io/images/3ugk85nk/production/d74b16fe84ce626345adf235a47008fea2869a60-225x225.png"
+)
 
 
 def change_paths(change_id: str) -> tuple[str, str]:
@@ -76,39 +72,22 @@ def describe_change(cr: ChangeRequest, why: str, by: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _author(by: str | None) -> str:
+def author_of(by: str | None) -> str:
+    """The commit author for `by` ("name <email>"); changeflow's own when nobody is named."""
     if not by:
         return DEFAULT_AUTHOR
     return by if "<" in by else f"{by} <changeflow@localhost>"
 
 
-class GitChangeManagement(Block):
-    """Change requests kept in a git repository, one commit per state change.
+class ChangeRepo(Block, ABC):
+    """A block on the git change-management repo: where it is and its local mirror.
+
+    Abstract, like the bases of `prefect.blocks.abstract`: `prefect block register` skips it.
 
     Attributes:
         remote_url: git URL of the bare change-management remote.
         cache_dir: folder for the local mirror; default `$CHANGEFLOW_HOME/repos`.
     """
-
-    _block_type_name = "changeflow Change Management"
-    _block_type_slug = "changeflow-change-management"
-    _logo_url = HttpUrl(
-        "https://cdn.sanity.io/images/3ugk85nk/production/d74b16fe84ce626345adf235a47008fea2869a60-225x225.png"
-    )
-    _documentation_url = HttpUrl("https://docs.prefect.io/v3/develop/blocks")
-    _code_example = """
-    ```python
-    from blocks.change_management import GitChangeManagement
-
-    changes = GitChangeManagement.load("BLOCK_NAME")
-    cr = changes.get("CHG0000001")
-    print(changes.history(cr.id))
-    ```
-    """
-    _description = (
-        "changeflow change requests in a git repository: changes/<id>.json and a rendered "
-        "changes/<id>.md on branch main, one commit per state change."
-    )
 
     remote_url: str = Field(description="git URL of the bare change-management remote.")
     cache_dir: str | None = Field(
@@ -118,7 +97,7 @@ class GitChangeManagement(Block):
     _remote: GitRemote | None = PrivateAttr(default=None)
 
     @classmethod
-    def from_env(cls) -> GitChangeManagement:
+    def from_env(cls) -> Self:
         """Build the block from `CHANGEFLOW_CHANGE_REPO_URL` (its mirror under `CHANGEFLOW_HOME`).
 
         Raises:
@@ -134,14 +113,47 @@ class GitChangeManagement(Block):
             self._remote = GitRemote(self.remote_url, cache)
         return self._remote
 
+    def head(self) -> str | None:
+        """The branch head on the remote, freshly fetched; None for an empty repo."""
+        self.git.fetch()
+        return self.git.resolve(f"refs/heads/{BRANCH}")
+
+
+class GitChangeManagement(ChangeRepo):
+    """Change requests kept in a git repository, one commit per state change.
+
+    Attributes:
+        remote_url: git URL of the bare change-management remote.
+        cache_dir: folder for the local mirror; default `$CHANGEFLOW_HOME/repos`.
+    """
+
+    _block_type_name = "changeflow Change Management"
+    _block_type_slug = "changeflow-change-management"
+    _logo_url = LOGO
+    _documentation_url = HttpUrl("https://docs.prefect.io/v3/develop/blocks")
+    _code_example = """
+    ```python
+    from blocks.change_management import GitChangeManagement
+
+    changes = GitChangeManagement.load("BLOCK_NAME")
+    cr = changes.get("CHG0000001")
+    print(changes.history(cr.id))
+    ```
+    """
+    _description = (
+        "changeflow change requests in a git repository: changes/<id>.json and a rendered "
+        "changes/<id>.md on branch main, one commit per state change."
+    )
+
     def _numbers(self, commit: str | None) -> builtins.list[int]:
         if commit is None:
             return []
         numbers = []
         for path in self.git.list_files(commit, CHANGES_DIR):
-            match = _ID_RE.match(path.removeprefix(f"{CHANGES_DIR}/").removesuffix(".json"))
-            if match and path.endswith(".json"):
-                numbers.append(int(match[1]))
+            name = path.removeprefix(f"{CHANGES_DIR}/")
+            number = change_number(name.removesuffix(".json"))
+            if number is not None and name.endswith(".json"):
+                numbers.append(number)
         return numbers
 
     @staticmethod
@@ -194,7 +206,7 @@ class GitChangeManagement(Block):
             BRANCH,
             change,
             lambda: f"{describe_change(built[-1], message, by)}filing: {token}\n",
-            author=_author(by),
+            author=author_of(by),
         )
         return built[-1]
 
@@ -216,7 +228,7 @@ class GitChangeManagement(Block):
                 raise BadInput(f"unknown change request {cr.id}")
             return _files(cr)
 
-        self.git.commit(BRANCH, change, describe_change(cr, message, by), author=_author(by))
+        self.git.commit(BRANCH, change, describe_change(cr, message, by), author=author_of(by))
         return cr
 
     def get(self, id: str) -> ChangeRequest:
@@ -225,74 +237,41 @@ class GitChangeManagement(Block):
         Raises:
             BadInput: when there is none with that id.
         """
-        git = self.git
-        git.fetch()
-        head = git.resolve(f"refs/heads/{BRANCH}")
+        head = self.head()
         record, _ = change_paths(id)
-        data = git.read_files(head, [record]).get(record) if head and _ID_RE.match(id) else None
+        data = (
+            self.git.read_files(head, [record]).get(record) if head and is_change_id(id) else None
+        )
         if head is None or data is None:
             raise BadInput(f"unknown change request {id}")
         return self._parse(id, data, head)
 
-    def history(self, id: str) -> builtins.list[dict[str, str]]:
-        """Return the commits that changed a change request, newest first.
-
-        Each has `commit`, `author`, `date` and `message`; empty for an unknown id.
-        """
-        git = self.git
-        git.fetch()
-        return git.log(f"refs/heads/{BRANCH}", path=change_paths(id)[0])
+    def history(self, id: str) -> builtins.list[Commit]:
+        """Return the commits that changed a change request, newest first; empty for an unknown
+        id."""
+        self.git.fetch()
+        return [
+            Commit.model_validate(c)
+            for c in self.git.log(f"refs/heads/{BRANCH}", path=change_paths(id)[0])
+        ]
 
     def list(self) -> builtins.list[ChangeRequest]:
         """Return every change request, sorted by id."""
-        git = self.git
-        git.fetch()
-        head = git.resolve(f"refs/heads/{BRANCH}")
+        head = self.head()
         if head is None:
             return []
         ids = [format_change_id(n) for n in sorted(self._numbers(head))]
-        blobs = git.read_files(head, [change_paths(i)[0] for i in ids])
+        blobs = self.git.read_files(head, [change_paths(i)[0] for i in ids])
         return [self._parse(i, blobs[change_paths(i)[0]], head) for i in ids]
 
-    def put_incidents(
-        self, incidents: builtins.list[Incident], message: str, *, by: str | None = None
-    ) -> str | None:
-        """Write incidents as `incidents/<id>.json`, all in one commit.
+    def link(self, cr: ChangeRequest) -> str:
+        """The CR's record in the repo: `<remote_url>#changes/<id>.json`, credentials hidden."""
+        return f"{redact(self.remote_url)}#{change_paths(cr.id)[0]}"
 
-        Args:
-            incidents: the records to write (those `changeflow.incidents.reconcile` returns).
-            message: why, for the commit message.
-            by: who, the commit's author.
+    def decision(self, id: str) -> Approval | None:
+        """The latest decision recorded in the CR itself, if any.
 
-        Returns:
-            The new branch head, or None when there was nothing to write.
+        Raises:
+            BadInput: when there is no change request with that id.
         """
-        files: dict[str, bytes | None] = {
-            f"{INCIDENTS_DIR}/{i.id}.json": i.to_json() + b"\n" for i in incidents
-        }
-        if not files:
-            return None
-        opened = sum(1 for i in incidents if i.state == "open")
-        text = f"incidents: {message}\n\n{opened} open, {len(files) - opened} closed\n"
-        return self.git.commit(BRANCH, lambda _parent: files, text, author=_author(by))
-
-    def incidents(self) -> builtins.list[Incident]:
-        """Return every stored incident, sorted by id."""
-        git = self.git
-        git.fetch()
-        head = git.resolve(f"refs/heads/{BRANCH}")
-        if head is None:
-            return []
-        paths = [p for p in git.list_files(head, INCIDENTS_DIR) if p.endswith(".json")]
-        out = []
-        for path, data in sorted(git.read_files(head, paths).items()):
-            try:
-                incident = Incident.model_validate_json(data)
-            except ValidationError as exc:
-                raise IntegrityError(
-                    f"{path} at {head[:12]} is not an incident: {exc.errors()[0]['msg']}"
-                ) from None
-            if path != f"{INCIDENTS_DIR}/{incident.id}.json":
-                raise IntegrityError(f"{path} at {head[:12]} holds {incident.id}")
-            out.append(incident)
-        return out
+        return self.get(id).decision

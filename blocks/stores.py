@@ -15,8 +15,9 @@ from prefect.blocks.core import Block
 
 from blocks.change_management import GitChangeManagement
 from blocks.evidence_locker import EvidenceLocker
+from blocks.incidents import GitIncidents
 from blocks.inventory import GitInventory
-from blocks.servicenow import ServiceNowChangeManagement
+from blocks.servicenow import ServiceNowChangeManagement, ServiceNowIncidents
 from changeflow.ports import ChangeManagement, EvidenceStore, IncidentStore, Inventory, Stores
 from changeflow.requests import DEFAULT_STORES, RecordStores
 
@@ -38,9 +39,11 @@ def _saved(kind: type[B], name: str | None) -> B | None:
     if not name:
         return None
     try:
-        return kind.load(name)
+        loaded = kind.load(name)
     except (ValueError, RuntimeError):
         return None
+    # `load` is typed for async callers too; runs open their stores synchronously
+    return loaded if isinstance(loaded, kind) else None
 
 
 def evidence_locker(name: str | None = DEFAULT_STORES.evidence_locker) -> EvidenceStore:
@@ -62,28 +65,49 @@ def change_management(name: str | None = DEFAULT_STORES.change_management) -> Ch
     `CHANGEFLOW_CHANGE_REPO_URL`."""
     if _in_use:
         return _in_use[-1].changes
-    saved: ChangeManagement | None = _saved(GitChangeManagement, name) or _saved(
-        ServiceNowChangeManagement, name
+    return _changes(name)
+
+
+def _changes(name: str | None) -> GitChangeManagement | ServiceNowChangeManagement:
+    return (
+        _saved(GitChangeManagement, name)
+        or _saved(ServiceNowChangeManagement, name)
+        or GitChangeManagement.from_env()
     )
-    return saved or GitChangeManagement.from_env()
 
 
-def incidents(name: str | None = DEFAULT_STORES.change_management) -> IncidentStore:
-    """Where incidents are kept: beside the change requests."""
+def incidents(
+    name: str | None = DEFAULT_STORES.incidents,
+    change_management: str | None = DEFAULT_STORES.change_management,
+) -> IncidentStore:
+    """Where incidents are kept: the saved block `name` (git or ServiceNow), else beside the
+    change requests of `change_management`: ServiceNow's incident table on the same instance,
+    or the same git repo."""
     if _in_use:
         return _in_use[-1].incidents
-    return change_management(name)  # type: ignore[return-value]
+    return _saved_incidents(name) or _beside(_changes(change_management))
+
+
+def _saved_incidents(name: str | None) -> GitIncidents | ServiceNowIncidents | None:
+    return _saved(GitIncidents, name) or _saved(ServiceNowIncidents, name)
+
+
+def _beside(changes: GitChangeManagement | ServiceNowChangeManagement) -> IncidentStore:
+    if isinstance(changes, ServiceNowChangeManagement):
+        return ServiceNowIncidents.on_instance_of(changes)
+    return GitIncidents(remote_url=changes.remote_url, cache_dir=changes.cache_dir)
 
 
 def open_stores(names: RecordStores = DEFAULT_STORES) -> Stores:
     """Every store a run needs, opened once."""
     if _in_use:
         return _in_use[-1]
+    changes = _changes(names.change_management)
     return Stores(
         evidence=evidence_locker(names.evidence_locker),
         inventory=inventory(names.inventory),
-        changes=change_management(names.change_management),
-        incidents=incidents(names.change_management),
+        changes=changes,
+        incidents=_saved_incidents(names.incidents) or _beside(changes),
     )
 
 

@@ -1,4 +1,4 @@
-"""What changed between two states of an environment's inventory."""
+"""What changed between two states of an environment's inventory, and what a promotion carries."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ from fnmatch import fnmatchcase
 
 from pydantic import BaseModel, Field
 
+from changeflow.errors import NotReady
 from changeflow.models import InventoryEntry
 
-__all__ = ["Delta", "compute_delta", "select_entries"]
+__all__ = ["Delta", "compute_delta", "select_entries", "select_promotion"]
 
 
 class Delta(BaseModel):
@@ -33,7 +34,10 @@ class Delta(BaseModel):
 
 
 def compute_delta(before: dict[str, InventoryEntry], after: dict[str, InventoryEntry]) -> Delta:
-    """Compare two full inventory states (use a tree diff instead where one is available)."""
+    """Compare two full inventory states (use a tree diff instead where one is available).
+
+    The in-memory inventory answers `delta` with it; the git inventory diffs trees instead.
+    """
     added = sorted(set(after) - set(before))
     deleted = sorted(set(before) - set(after))
     changed = sorted(name for name in set(after) & set(before) if after[name] != before[name])
@@ -49,3 +53,23 @@ def select_entries(names: list[str], include: list[str], exclude: list[str]) -> 
     """Keep the names matching any `include` glob (all when none) and no `exclude` glob."""
     kept = [n for n in names if not include or any(fnmatchcase(n, g) for g in include)]
     return sorted(n for n in kept if not any(fnmatchcase(n, g) for g in exclude))
+
+
+def select_promotion(
+    differing: list[str], include: list[str], exclude: list[str], *, source: str, target: str
+) -> list[str]:
+    """The entries a promotion from `source` to `target` carries, sorted.
+
+    Args:
+        differing: the entries of `source` that the target lacks or holds otherwise (a
+            deletion is never promoted, so entries only the target has are not among them).
+        include: globs; when any is given, only names matching one are kept.
+        exclude: globs; names matching one are dropped.
+
+    Raises:
+        NotReady: when nothing is left to promote.
+    """
+    names = select_entries(differing, include, exclude)
+    if not names:
+        raise NotReady(f"nothing to promote from {source} to {target}")
+    return names

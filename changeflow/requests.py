@@ -91,11 +91,15 @@ class RecordStores(BaseModel):
     change_management: str = Field(
         default="change-management", description="Saved change-management block."
     )
+    incidents: str = Field(
+        default="incidents",
+        description="Saved incident store; none saved: beside the change requests.",
+    )
 
     @classmethod
     def from_env(cls) -> RecordStores:
         """No saved blocks: every store from the `CHANGEFLOW_*` variables (as the CLI does)."""
-        return cls(evidence_locker="", inventory="", change_management="")
+        return cls(evidence_locker="", inventory="", change_management="", incidents="")
 
 
 DEFAULT_STORES = RecordStores()

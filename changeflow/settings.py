@@ -5,16 +5,33 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, SecretStr
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_core import PydanticUseDefault
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+from pydantic_settings.sources.utils import parse_env_vars
 
 from changeflow.errors import BadInput
 
 __all__ = ["Settings"]
 
+_PREFIX = "CHANGEFLOW_"
 
-class Settings(BaseModel):
-    """Everything the CLI needs to reach the evidence locker and the git remotes."""
+
+class Settings(BaseSettings):
+    """Everything the CLI needs to reach the evidence locker and the git remotes.
+
+    Each field is read from `CHANGEFLOW_<FIELD>` (the environments file from
+    `CHANGEFLOW_ENVIRONMENTS`); a blank variable counts as unset.
+    """
+
+    # Other CHANGEFLOW_* variables (the deploy command's CHANGEFLOW_REGION...) are not settings;
+    # the defaults are valid as written, and "" must stay a default, not read as unset.
+    model_config = SettingsConfigDict(
+        env_prefix=_PREFIX, extra="ignore", populate_by_name=True, validate_default=False
+    )
 
     s3_endpoint: str | None = None
     s3_bucket: str | None = None
@@ -24,31 +41,52 @@ class Settings(BaseModel):
     s3_region: str = "us-east-1"
     inventory_url: str | None = None
     change_repo_url: str | None = None
-    environments_file: str | None = None
+    environments_file: str | None = Field(
+        default=None,
+        # An alias replaces the prefixed name, so the variable is spelled out in full.
+        validation_alias=f"{_PREFIX}ENVIRONMENTS",
+    )
     home: Path = Path("~/.changeflow").expanduser()
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise PydanticUseDefault
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("s3_prefix")
+    @classmethod
+    def _prefix_has_no_slashes_around(cls, value: str) -> str:
+        # Keys are joined with "/" later: "evidence/" and "evidence" are the same prefix.
+        return value.strip("/")
+
+    @field_validator("s3_endpoint")
+    @classmethod
+    def _endpoint_is_a_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+    @field_validator("home")
+    @classmethod
+    def _home_expanded(cls, value: Path) -> Path:
+        return value.expanduser()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read the settings from `env` (default: the process environment)."""
-        env = os.environ if env is None else env
+        """Read the settings from `env` (default: the process environment) and nothing else.
 
-        def get(name: str) -> str | None:
-            value = env.get(f"CHANGEFLOW_{name}", "").strip()
-            return value or None
-
-        secret_key, access_key = get("S3_SECRET_KEY"), get("S3_ACCESS_KEY")
-        return cls(
-            s3_endpoint=get("S3_ENDPOINT"),
-            s3_bucket=get("S3_BUCKET"),
-            s3_prefix=(get("S3_PREFIX") or "").strip("/"),
-            s3_access_key=SecretStr(access_key) if access_key else None,
-            s3_secret_key=SecretStr(secret_key) if secret_key else None,
-            s3_region=get("S3_REGION") or "us-east-1",
-            inventory_url=get("INVENTORY_URL"),
-            change_repo_url=get("CHANGE_REPO_URL"),
-            environments_file=get("ENVIRONMENTS"),
-            home=Path(get("HOME") or "~/.changeflow").expanduser(),
-        )
+        Raises:
+            BadInput: a variable holds a value its setting cannot take.
+        """
+        source = _Variables(cls, os.environ if env is None else env)
+        try:
+            return cls(_build_sources=((source,), {}))
+        except ValidationError as exc:
+            raise BadInput(_explain(exc)) from None
 
     def require(self, field: str) -> str:
         """Return a setting that must be present, or say which variable to set.
@@ -59,7 +97,34 @@ class Settings(BaseModel):
         value = getattr(self, field)
         if not value:
             raise BadInput(
-                f'CHANGEFLOW_{field.upper()} is not set (run `eval "$(changeflow dev up)"` '
+                f'{_PREFIX}{field.upper()} is not set (run `eval "$(changeflow dev up)"` '
                 "or export it)"
             )
         return str(value)
+
+
+class _Variables(EnvSettingsSource):
+    """pydantic-settings' environment source, reading a given mapping of variables.
+
+    So an explicit mapping (a dev stack's variables, a test's) is read by the same rules as the
+    process environment, and the process environment cannot leak into it.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], variables: Mapping[str, str]) -> None:
+        self._variables = variables
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(
+            self._variables, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
+        )
+
+
+def _explain(exc: ValidationError) -> str:
+    """One line naming the variable and the problem, never the value of a credential."""
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        name = str(error["loc"][0]) if error["loc"] else "settings"
+        variable = name if name.startswith(_PREFIX) else f"{_PREFIX}{name.upper()}"
+        problems.append(f"{variable}: {error['msg'].removeprefix('Value error, ')}")
+    return "; ".join(problems)

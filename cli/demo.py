@@ -302,8 +302,10 @@ def run_demo(keep: bool = False, say: Say = print) -> list[ChangeRequest]:
         say(f"  SeaweedFS S3 at {stack.env['CHANGEFLOW_S3_ENDPOINT']}, Prefect API at "
             f"{stack.env['PREFECT_API_URL']}")  # fmt: skip
         from blocks import stores as config
+        from blocks.evidence_locker import EvidenceLocker
 
-        config.evidence_locker(None).create_bucket()
+        # Bucket administration is the locker block's own, not part of the evidence store port.
+        EvidenceLocker.from_env().create_bucket()
         crs = DemoLifecycle(workspace, say).run()
         say("")
         say(cr_table(crs, stack.env["CHANGEFLOW_CHANGE_REPO_URL"]))
@@ -316,13 +318,12 @@ def run_demo(keep: bool = False, say: Say = print) -> list[ChangeRequest]:
             f"{', '.join(report.targets)} ({', '.join(report.change_requests)}): "
             + ("every hash matches" if report.ok else f"{len(report.broken)} problems")
         )
-        locker = config.evidence_locker(None)
-        status = locker.bucket_status()
+        storage = config.evidence_locker(None).check_storage()
         say("")
-        lock = "on" if status["object_lock"] else "off"
+        retention = f", {storage.retention_mode} retention for {storage.retention_days} days"
         say(
-            f"evidence bucket {status['bucket']}: object lock {lock}, "
-            f"{locker.retention_mode} retention for {locker.retention_days} days"
+            f"evidence bucket {storage.bucket}: object lock "
+            + (f"on{retention}" if storage.locked else "off")
         )
         return crs
     finally:

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated
 
 import typer
 
 from changeflow.errors import BadInput, NotReady
-from changeflow.models import (
-    InventoryEntry,
-)
-from cli._app import (
-    JsonOpt,
-    emit,
-    inventory_app,
-)
+from changeflow.models import InventoryEntry
+from changeflow.ports import Inventory
+from cli._app import JsonOpt, emit, inventory_app
 
 __all__ = [
     "inventory_add",
@@ -64,7 +60,7 @@ def inventory_add(
           f"{entry.name} recorded on {environment} at {commit}")  # fmt: skip
 
 
-def _ref(inventory: Any, environment: str | None, label: str | None) -> str:
+def _ref(inventory: Inventory, environment: str | None, label: str | None) -> str:
     if bool(environment) == bool(label):
         raise BadInput("give either --environment or --label")
     ref = environment or label
@@ -128,44 +124,45 @@ def inventory_validate(
 
     inventory = config.inventory(None)
     ref = _ref(inventory, environment, label)
-    commit, checked, bad = inventory.validate(ref)
+    check = inventory.validate(ref)
     data = {
         "ref": ref,
-        "commit": commit,
-        "checked": checked,
-        "ok": not bad,
-        "bad": [b.model_dump() for b in bad],
+        "commit": check.commit,
+        "checked": check.checked,
+        "ok": not check.bad,
+        "bad": [b.model_dump() for b in check.bad],
     }
-    lines = [f"bad entry {b.name}: {b.problem}" for b in bad]
+    lines = [f"bad entry {b.name}: {b.problem}" for b in check.bad]
     lines.append(
-        f"{ref} at {commit[:12]}: {checked} entries checked, "
-        + (f"{len(bad)} bad" if bad else "all valid")
+        f"{ref} at {check.commit[:12]}: {check.checked} entries checked, "
+        + (f"{len(check.bad)} bad" if check.bad else "all valid")
     )
     emit(data, as_json, "\n".join(lines))
-    if bad:
+    if check.bad:
         raise typer.Exit(1)
 
 
-def _labels_call(action: Any, *args: str) -> str:
+def _labels_call(action: Callable[..., str], *args: str) -> str:
     """Run a label change; a compare-and-swap lost to another writer is a "no" (exit 1)."""
-    from blocks.git_store import RefConflict
+    from blocks.gitrepo import RefConflict
 
     try:
-        commit: str = action(*args)
+        return action(*args)
     except RefConflict as exc:
         raise NotReady(f"the label changed meanwhile, look again and retry: {exc}") from None
-    return commit
 
 
-def _point_label(method: str, name: str, to: str, as_json: bool, done: str) -> None:
-    """Add or move a label to `to`, after checking `to` exists."""
+def _point_label(name: str, to: str, *, move: bool) -> str:
+    """Add or move a label to `to`, after checking `to` (and a label to move) exists."""
     from blocks import stores as config
 
-    inventory = config.inventory(None)
+    inventory: Inventory = config.inventory(None)
     if inventory.resolve(to) is None:
         raise BadInput(f"unknown --to {to!r}: the inventory has no such branch, label or commit")
-    commit = _labels_call(getattr(inventory, method), name, to)
-    emit({"label": name, "commit": commit}, as_json, f"label {name} {done} {commit}")
+    # The port's move makes a missing label (a first deployment does); by hand, it is a typo.
+    if move and name not in inventory.labels():
+        raise BadInput(f"unknown label {name}")
+    return _labels_call(inventory.move_label if move else inventory.add_label, name, to)
 
 
 @label_app.command("list")
@@ -184,7 +181,8 @@ def label_add(
     as_json: JsonOpt = False,
 ) -> None:
     """Create a label; refused when it exists already (use `label move`)."""
-    _point_label("add_label", name, to, as_json, "added at")
+    commit = _point_label(name, to, move=False)
+    emit({"label": name, "commit": commit}, as_json, f"label {name} added at {commit}")
 
 
 @label_app.command("move")
@@ -194,7 +192,8 @@ def label_move(
     as_json: JsonOpt = False,
 ) -> None:
     """Move an existing label (a compare-and-swap: a concurrent move makes it exit 1)."""
-    _point_label("move_label", name, to, as_json, "moved to")
+    commit = _point_label(name, to, move=True)
+    emit({"label": name, "commit": commit}, as_json, f"label {name} moved to {commit}")
 
 
 @label_app.command("delete")

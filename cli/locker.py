@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from changeflow.storage import Retention
 from cli._app import JsonOpt, app, emit, settings
 
 __all__ = ["locker_app"]
@@ -23,27 +24,25 @@ def locker_check(as_json: JsonOpt = False) -> None:
     """
     from blocks.evidence_locker import EvidenceLocker
 
-    result = EvidenceLocker.from_settings(settings()).check_storage()
-    probe = result["probe"]
-    rule = result["default_retention"]
+    check = EvidenceLocker.from_settings(settings()).check_storage()
     lines = [
-        f"bucket {result['bucket']}",
-        f"  versioned: {_yes(result['versioned'])}",
-        f"  object lock: {_yes(result['locked'])}",
-        f"  default rule: {_retention(rule)}",
-        f"  probe: {_retention(probe)}",
-        f"  retention: {result['retention_days']} days, needs {result['required_days']} "
-        f"({result['required_mode']}): {_yes(result['retention_ok'])}",
-        "ok" if result["ok"] else "NOT OK: evidence in this bucket is not provably immutable",
+        f"bucket {check.bucket}",
+        f"  versioned: {_yes(check.versioned)}",
+        f"  object lock: {_yes(check.locked)}",
+        f"  default rule: {_retention(check.default_retention)}",
+        f"  probe: {_retention(check.probe)}",
+        f"  retention: {check.retention_days} days, needs {check.required_days} "
+        f"({check.required_mode}): {_yes(check.retention_ok)}",
+        "ok" if check.ok else "NOT OK: evidence in this bucket is not provably immutable",
     ]
-    emit(result, as_json, "\n".join(lines))
-    if not result["ok"]:
+    emit(check, as_json, "\n".join(lines))
+    if not check.ok:
         raise typer.Exit(1)
 
 
-def _retention(found: dict[str, object] | None) -> str:
-    return f"{found['mode']} {found['days']} days" if found else "none"
+def _retention(found: Retention | None) -> str:
+    return f"{found.mode} {found.days} days" if found else "none"
 
 
-def _yes(value: object) -> str:
+def _yes(value: bool) -> str:
     return "yes" if value else "no"

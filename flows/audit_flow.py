@@ -8,8 +8,9 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
-from blocks import stores as config
+from blocks.stores import open_stores
 from changeflow.change import deployed_by, deployed_regions
+from changeflow.ports import Verification
 from changeflow.requests import DEFAULT_STORES, AuditRequest, RecordStores
 from tasks.audit import verify_change_request, verify_entries
 from tasks.change import list_change_requests, read_change_request
@@ -32,7 +33,13 @@ class VerificationReport(BaseModel):
 
     @property
     def ok(self) -> bool:
+        """Something was re-hashed, and all of it verified."""
         return not self.broken and self.checked > 0
+
+    def count(self, found: Verification, where: str | None = None) -> None:
+        """Add what one verification re-hashed, naming `where` in each broken line."""
+        self.checked += found.checked
+        self.broken += [f"{where}: {b}" if where else b for b in found.broken]
 
 
 def _run_name() -> str:
@@ -49,40 +56,36 @@ def verify(request: AuditRequest, stores: RecordStores = DEFAULT_STORES) -> Veri
         stores: the saved blocks that hold the records.
     """
     environment, region = request.environment, request.region
-    locker = config.evidence_locker(stores.evidence_locker)
-    changes = config.change_management(stores.change_management)
+    opened = open_stores(stores)
     report = VerificationReport()
     if request.change_request:
-        cr = read_change_request(changes, request.change_request)
+        cr = read_change_request(opened.changes, request.change_request)
         report.targets.append(cr.id)
-        checked, broken = verify_change_request(locker, cr)
+        report.count(verify_change_request(opened.evidence, cr))
         report.change_requests.append(cr.id)
-        report.checked += checked
-        report.broken += broken
     if environment:
-        inventory = config.inventory(stores.inventory)
-        tags = deployed_regions(read_labels(inventory), environment)
+        tags = deployed_regions(read_labels(opened.inventory), environment)
         if region:
             tags = {r: c for r, c in tags.items() if r == region}
         if not tags:
             report.broken.append(
                 f"nothing is deployed to {environment}" + (f"/{region}" if region else "")
             )
-        crs = list_change_requests(changes)
+        crs = list_change_requests(opened.changes)
         for reg, commit in sorted(tags.items()):
             report.targets.append(f"{environment}/{reg}")
-            cr = deployed_by(crs, environment, reg, commit)
-            if cr is None:
+            deployer = deployed_by(crs, environment, reg, commit)
+            if deployer is None:
                 report.broken.append(f"{environment}/{reg}: no change request deployed {commit}")
             else:
-                checked, broken = verify_change_request(locker, cr)
-                report.change_requests.append(cr.id)
-                report.checked += checked
-                report.broken += broken
-            checked, broken = verify_entries(locker, inventory, commit)
-            report.checked += checked
-            report.broken += [f"{environment}/{reg}: {b}" for b in broken]
-    report.overdue_incidents = [i.line for i in overdue_incidents(changes, [], date.today())]
+                report.count(verify_change_request(opened.evidence, deployer))
+                report.change_requests.append(deployer.id)
+            report.count(
+                verify_entries(opened.evidence, opened.inventory, commit), f"{environment}/{reg}"
+            )
+    report.overdue_incidents = [
+        i.line for i in overdue_incidents(opened.incidents, [], date.today())
+    ]
     logger = get_run_logger()
     for late in report.overdue_incidents:
         logger.warning("overdue incident: %s", late)

@@ -48,7 +48,7 @@ def ci(request: BuildRequest, stores: RecordStores = DEFAULT_STORES) -> CiResult
     logger = get_run_logger()
     locker = config.evidence_locker(stores.evidence_locker)
     inventory = config.inventory(stores.inventory)
-    changes = config.change_management(stores.change_management)
+    incidents = config.incidents(stores.incidents, stores.change_management)
     # a rerun of the same build (its number, or the same flow run retried) carries on
     scope = f"ci-{request.build_number}" if request.build_number else run_scope("ci")
     repo_url, commit_sha, branch = request.repo_url, request.commit_sha, request.branch
@@ -95,7 +95,7 @@ def ci(request: BuildRequest, stores: RecordStores = DEFAULT_STORES) -> CiResult
             else:
                 logger.info("check %s: %s", check.name, record.details.summary)
         opened = record_incidents(
-            changes, records, commit, repo_url, GracePeriods(), date.today(), scope
+            incidents, records, commit, repo_url, GracePeriods(), date.today(), scope
         )
         if opened:
             logger.info("incidents opened or closed: %d", len(opened))

@@ -15,7 +15,6 @@ from flows.deploy_steps import (
     authorize,
     file_change,
     implement,
-    record_link,
     start_in_window,
     wait_for_approval,
 )
@@ -57,6 +56,7 @@ def deploy(request: DeploymentRequest, stores: RecordStores = DEFAULT_STORES) ->
     locker = config.evidence_locker(stores.evidence_locker)
     inventory = config.inventory(stores.inventory)
     changes = config.change_management(stores.change_management)
+    incidents = config.incidents(stores.incidents, stores.change_management)
     head, previous = resolve_refs(inventory, [environment, deployed_label(environment, region)])
     if head is None:
         raise BadInput(f"unknown environment {environment!r}: the inventory has no such branch")
@@ -70,7 +70,9 @@ def deploy(request: DeploymentRequest, stores: RecordStores = DEFAULT_STORES) ->
         filed = list_change_requests(changes)
         cr = resumable(filed, environment, region, head, previous)
     if cr is None:
-        cr = file_change(inventory, locker, changes, spec, request, head, previous, filed)
+        cr = file_change(
+            inventory, locker, changes, spec, request, head, previous, filed, incidents
+        )
         if cr is None:
             return DeploymentOutcome(
                 environment=environment, region=region, state="skipped",
@@ -91,7 +93,7 @@ def deploy(request: DeploymentRequest, stores: RecordStores = DEFAULT_STORES) ->
         elif cr.state is ChangeState.implement:
             cr = implement(inventory, locker, changes, spec, cr)
         show_progress(progress, cr)
-    publish_change_request(cr, record_link(changes, cr))
+    publish_change_request(cr, changes.link(cr))
     if cr.state is ChangeState.cancelled:
         return _outcome(cr, "not approved: the deployment did not go ahead")
     if cr.close_category is CloseCategory.unsuccessful:

@@ -42,6 +42,7 @@ from changeflow.models import (
     EvidenceResult,
     asset_id,
 )
+from changeflow.ports import IncidentStore
 from changeflow.project import EnvironmentSpec, expand_command
 from changeflow.readiness import deployment_ready
 from changeflow.render import render_change_request
@@ -74,7 +75,6 @@ __all__ = [
     "authorize",
     "file_change",
     "implement",
-    "record_link",
     "start_in_window",
     "wait_for_approval",
 ]
@@ -97,6 +97,7 @@ def file_change(
     head: str,
     previous_commit: str | None,
     filed: list[ChangeRequest],
+    incidents: IncidentStore,
 ) -> ChangeRequest | None:
     """Compute the delta, summarize its evidence and file a CR; None when nothing changed.
 
@@ -140,7 +141,7 @@ def file_change(
     publish_summary(summary, summary_url, summary_sha)
     today = date.today()
     applications = sorted({e.repository_url for e in delta.entries.values()})
-    late = overdue_incidents(changes, applications, today)
+    late = overdue_incidents(incidents, applications, today)
     readiness = deployment_ready(summary, spec.policy, today=today).blocked_by(
         [f"overdue: {i.line}" for i in late]
     )
@@ -339,7 +340,7 @@ def wait_for_approval(
         cr = update_change_request(
             changes, cr.model_copy(update={"flow_run_id": run_id}), "waiting for approval"
         )
-    publish_change_request(cr, record_link(changes, cr))
+    publish_change_request(cr, changes.link(cr))
     logger.warning(
         "%s is not ready (%s); waiting for approval: changeflow cr approve %s --by NAME",
         cr.id,
@@ -378,10 +379,3 @@ def wait_for_approval(
     if decided is not None:
         emit_change_event(f"change_request.{decided.decision}", current, by=decided.by)
     return current
-
-
-def record_link(changes: GitChangeManagement, cr: ChangeRequest) -> str | None:
-    """Where people find the CR's record: its file in the git repo, or the ServiceNow instance."""
-    if isinstance(changes, GitChangeManagement):
-        return f"{changes.remote_url}#changes/{cr.id}.json"
-    return getattr(changes, "instance_url", None)

@@ -7,7 +7,7 @@ Events carry the CR as their resource, so Automations can react without code.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from prefect.artifacts import (
@@ -158,11 +158,13 @@ def emit_evidence_failed(summary: EvidenceSummary, cr: ChangeRequest) -> None:
 
 def start_progress(environment: str, region: str) -> UUID:
     """A progress artifact for the run, moved on as its CR changes state."""
-    return create_progress_artifact(
+    artifact = create_progress_artifact(
         0.0,
         key=artifact_key("deployment-progress", environment, region),
         description=f"deploying to {environment}/{region}",
     )
+    # async_dispatch types both forms; the deploy flow is sync, so it runs the sync one.
+    return cast(UUID, artifact)
 
 
 def show_progress(artifact: UUID, cr: ChangeRequest) -> None:

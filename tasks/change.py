@@ -1,4 +1,4 @@
-"""Change-request steps: filing and updating CRs in change management."""
+"""Change-request steps: filing and updating CRs in change management (git or ServiceNow)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from collections.abc import Callable
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from blocks.change_management import GitChangeManagement
 from changeflow.models import ChangeRequest
+from changeflow.ports import ChangeManagement
 from tasks.io import IO
 
 __all__ = [
@@ -21,7 +21,7 @@ __all__ = [
 
 @task(name="file-change-request", cache_policy=NO_CACHE)
 def file_change_request(
-    changes: GitChangeManagement, draft: Callable[[str], ChangeRequest]
+    changes: ChangeManagement, draft: Callable[[str], ChangeRequest]
 ) -> ChangeRequest:
     """Allocate an id and file the CR drafted for it."""
     return changes.create(draft, message="filed by the deploy flow")
@@ -29,18 +29,19 @@ def file_change_request(
 
 @task(name="update-change-request", task_run_name="cr-{message}", **IO)
 def update_change_request(
-    changes: GitChangeManagement, cr: ChangeRequest, message: str
+    changes: ChangeManagement, cr: ChangeRequest, message: str
 ) -> ChangeRequest:
-    """Record a CR's new state as one commit."""
+    """Record a CR's new state as one change."""
     return changes.update(cr, message=message)
 
 
 @task(name="read-change-request", **IO)
-def read_change_request(changes: GitChangeManagement, cr_id: str) -> ChangeRequest:
+def read_change_request(changes: ChangeManagement, cr_id: str) -> ChangeRequest:
+    """One CR, as change management holds it now."""
     return changes.get(cr_id)
 
 
 @task(name="list-change-requests", **IO)
-def list_change_requests(changes: GitChangeManagement) -> list[ChangeRequest]:
+def list_change_requests(changes: ChangeManagement) -> list[ChangeRequest]:
     """Every change request, in id order."""
     return changes.list()

@@ -9,9 +9,9 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from blocks.commands import CommandResult, run_command
-from blocks.evidence_locker import EvidenceLocker
 from changeflow.delta import Delta
 from changeflow.models import InventoryEntry
+from changeflow.ports import EvidenceStore
 from tasks.io import IO
 
 __all__ = ["prepare_deployment", "run_deployment_command"]
@@ -19,7 +19,7 @@ __all__ = ["prepare_deployment", "run_deployment_command"]
 
 @task(name="prepare-deployment", **IO)
 def prepare_deployment(
-    locker: EvidenceLocker,
+    locker: EvidenceStore,
     workdir: Path,
     delta: Delta,
     entries: dict[str, InventoryEntry],
@@ -49,7 +49,7 @@ def prepare_deployment(
     artifacts = workdir / "artifacts"
     for name in delta.updated:
         entry = delta.entries[name]
-        if entry.artifact.startswith(f"s3://{locker.bucket}/"):
+        if locker.holds_artifact(entry.artifact):
             target = artifacts / name / str(entry.app_artifacts.get("filename", "artifact"))
             target.parent.mkdir(parents=True, exist_ok=True)
             locker.download_attachment(entry.sha256, target)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from prefect import task
 
-from blocks.evidence_locker import EvidenceLocker
 from changeflow.canonical import canonical_json
 from changeflow.evidence import make_evidence
 from changeflow.models import Asset, Attachment, Evidence, EvidenceResult
+from changeflow.ports import EvidenceStore
 from changeflow.readiness import IMMUTABLE_STORAGE
 from changeflow.reports import ReportFormat, ReportOutcome, Thresholds, parse_report
 from changeflow.summary import EvidenceSummary
@@ -24,7 +24,7 @@ __all__ = [
 
 @task(name="record-evidence", **IO)
 def record_report(
-    locker: EvidenceLocker,
+    locker: EvidenceStore,
     *,
     report: bytes | None,
     label: str,
@@ -68,7 +68,7 @@ def record_report(
 
 
 @task(name="gather-evidence", **IO)
-def gather_evidence(locker: EvidenceLocker, asset_ids: list[str]) -> list[Evidence]:
+def gather_evidence(locker: EvidenceStore, asset_ids: list[str]) -> list[Evidence]:
     """Every evidence record about the delta's assets (one LIST per asset)."""
     found = locker.evidence_for_assets(asset_ids)
     unique = {e.id: e for records in found.values() for e in records}
@@ -76,42 +76,38 @@ def gather_evidence(locker: EvidenceLocker, asset_ids: list[str]) -> list[Eviden
 
 
 @task(name="store-summary", **IO)
-def store_summary(locker: EvidenceLocker, summary: EvidenceSummary) -> tuple[str, str]:
+def store_summary(locker: EvidenceStore, summary: EvidenceSummary) -> tuple[str, str]:
     """Store the deployment's evidence summary once; its url and sha256."""
     return locker.put_summary(summary)
 
 
 @task(name="record-storage-check", **IO)
 def record_storage_check(
-    locker: EvidenceLocker, scope: str, pipeline_id: str, assets: list[Asset]
+    locker: EvidenceStore, scope: str, pipeline_id: str, assets: list[Asset]
 ) -> Evidence:
     """Check the locker's bucket and keep the answer as `com.ibm.immutable_storage` evidence.
 
     Success only when the bucket is versioned, locked and retains at least the configured days
-    (see `EvidenceLocker.check_storage`); the check's result is the attachment.
+    (the verdict of `changeflow.storage.judge_storage`); the check itself is the attachment.
     """
     check = locker.check_storage()
-    attachment = locker.store_attachment_bytes(canonical_json(check), "storage-check.json")
-    ok = bool(check["versioned"] and check["locked"] and check["retention_ok"])
-    summary = (
-        f"bucket {check['bucket']}: versioned={check['versioned']} locked={check['locked']} "
-        f"retention {check['retention_days']} days ({check['retention_mode']}), "
-        f"needs {check['required_days']} ({check['required_mode']})"
+    attachment = locker.store_attachment_bytes(
+        canonical_json(check.model_dump(mode="json")), "storage-check.json"
     )
     evidence = make_evidence(
         evidence_type_id=IMMUTABLE_STORAGE,
-        result=EvidenceResult.success if ok else EvidenceResult.failure,
+        result=EvidenceResult.success if check.ok else EvidenceResult.failure,
         tool="changeflow-locker-check",
         scope=scope,
         pipeline_id=pipeline_id,
         assets=assets,
         attachments=[attachment],
-        summary=summary,
+        summary=check.summary,
     )
     return locker.put_evidence(evidence, assets)
 
 
 @task(name="read-evidence", **IO)
-def read_evidence(locker: EvidenceLocker, evidence_ids: list[str]) -> list[Evidence]:
+def read_evidence(locker: EvidenceStore, evidence_ids: list[str]) -> list[Evidence]:
     """Read evidence records by id, each re-hashed on the way."""
     return [locker.get_evidence(evidence_id) for evidence_id in evidence_ids]

@@ -1,12 +1,11 @@
-"""Incident steps: opening, closing and finding overdue incidents in change management."""
+"""Incident steps: opening, closing and finding overdue incidents in the incident store."""
 
 from __future__ import annotations
 
 from datetime import date
 
-from prefect import get_run_logger, task
+from prefect import task
 
-from blocks.change_management import GitChangeManagement
 from changeflow.incidents import (
     GracePeriods,
     Incident,
@@ -16,6 +15,7 @@ from changeflow.incidents import (
     scanned_pairs,
 )
 from changeflow.models import Asset, Evidence
+from changeflow.ports import IncidentStore
 from tasks.io import IO
 
 __all__ = ["overdue_incidents", "record_incidents"]
@@ -23,7 +23,7 @@ __all__ = ["overdue_incidents", "record_incidents"]
 
 @task(name="record-incidents", **IO)
 def record_incidents(
-    changes: GitChangeManagement,
+    incidents: IncidentStore,
     records: list[Evidence],
     subject: Asset,
     application: str,
@@ -36,26 +36,21 @@ def record_incidents(
     Incidents belong to the application (its repository), not to one commit, so the next build
     that no longer reports a finding closes it.
     """
-    if not hasattr(changes, "put_incidents"):
-        get_run_logger().warning("incidents are kept only in a git change-management repo")
-        return []
     records = [r.model_copy(update={"assets": [subject.id]}) for r in records]
     asset_uris = {subject.id: application}
     observed = incidents_from_evidence(records, asset_uris, grace, today)
     writes = reconcile(
-        changes.incidents(), observed, today, scanned=scanned_pairs(records, asset_uris)
+        incidents.incidents(), observed, today, scanned=scanned_pairs(records, asset_uris)
     )
     if writes:
-        changes.put_incidents(writes, f"incidents from {scope}")
+        incidents.put_incidents(writes, f"incidents from {scope}")
     return writes
 
 
 @task(name="overdue-incidents", **IO)
 def overdue_incidents(
-    changes: GitChangeManagement, asset_uris: list[str], today: date
+    incidents: IncidentStore, asset_uris: list[str], today: date
 ) -> list[Incident]:
     """Open incidents past their due date, on the given assets (all when none are given)."""
-    if not hasattr(changes, "incidents"):
-        return []
-    late = overdue(changes.incidents(), today)
+    late = overdue(incidents.incidents(), today)
     return [i for i in late if not asset_uris or i.asset_uri in asset_uris]

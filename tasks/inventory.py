@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from prefect import task
 
-from blocks.inventory import GitInventory
 from changeflow.delta import Delta
 from changeflow.models import InventoryEntry, Promotion
+from changeflow.ports import Inventory
 from tasks.io import IO
 
 __all__ = [
@@ -22,14 +22,14 @@ __all__ = [
 
 
 @task(name="read-entries", **IO)
-def read_entries(inventory: GitInventory, ref: str) -> dict[str, InventoryEntry]:
+def read_entries(inventory: Inventory, ref: str) -> dict[str, InventoryEntry]:
     """Every entry at a branch, tag or commit (none when it does not exist yet)."""
     return inventory.entries(ref) if inventory.resolve(ref) else {}
 
 
 @task(name="add-entries", **IO)
 def add_entries(
-    inventory: GitInventory, entries: list[InventoryEntry], branch: str, message: str
+    inventory: Inventory, entries: list[InventoryEntry], branch: str, message: str
 ) -> str | None:
     """Record entries on a branch in one commit; nothing to record writes nothing."""
     if not entries:
@@ -38,37 +38,37 @@ def add_entries(
 
 
 @task(name="read-delta", **IO)
-def read_delta(inventory: GitInventory, from_ref: str | None, to_ref: str) -> Delta:
+def read_delta(inventory: Inventory, from_ref: str | None, to_ref: str) -> Delta:
     """What changed between two refs, from a tree diff."""
     return inventory.delta(from_ref, to_ref)
 
 
 @task(name="promote", **IO)
-def promote_entries(inventory: GitInventory, promotion: Promotion, merge: bool) -> Promotion:
+def promote_entries(inventory: Inventory, promotion: Promotion, merge: bool) -> Promotion:
     """Open a promotion branch and, unless a review is asked for, merge it."""
     return inventory.promote(promotion, merge=merge)
 
 
 @task(name="move-labels", **IO)
-def move_labels(inventory: GitInventory, labels: list[str], commit: str) -> None:
-    """Point each label (tag) at the deployed commit."""
+def move_labels(inventory: Inventory, labels: list[str], commit: str) -> None:
+    """Point each label at the deployed commit (a first deployment creates it)."""
     for label in labels:
-        inventory.move_tag(label, commit)
+        inventory.move_label(label, commit)
 
 
 @task(name="resolve-refs", **IO)
-def resolve_refs(inventory: GitInventory, refs: list[str]) -> list[str | None]:
+def resolve_refs(inventory: Inventory, refs: list[str]) -> list[str | None]:
     """The commit each branch or label points at (None where it does not exist)."""
     return [inventory.resolve(ref) for ref in refs]
 
 
 @task(name="read-promotion", **IO)
-def read_promotion(inventory: GitInventory, ref: str) -> Promotion | None:
+def read_promotion(inventory: Inventory, ref: str) -> Promotion | None:
     """The last promotion merged into an environment, whose fields the CR takes."""
     return inventory.promotion(ref)
 
 
 @task(name="read-labels", **IO)
-def read_labels(inventory: GitInventory) -> dict[str, str]:
-    """Every label (tag) of the inventory and the commit it points at."""
-    return inventory.tags()
+def read_labels(inventory: Inventory) -> dict[str, str]:
+    """Every label of the inventory and the commit it points at."""
+    return inventory.labels()

@@ -15,7 +15,14 @@ from prefect.blocks.core import Block
 from prefect.testing.standard_test_suites import BlockStandardTestSuite
 
 import blocks
-from blocks import EvidenceLocker, GitChangeManagement, GitInventory, ServiceNowChangeManagement
+from blocks import (
+    EvidenceLocker,
+    GitChangeManagement,
+    GitIncidents,
+    GitInventory,
+    ServiceNowChangeManagement,
+    ServiceNowIncidents,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 BLOCKS: list[type[Block]] = [
@@ -23,6 +30,8 @@ BLOCKS: list[type[Block]] = [
     GitInventory,
     GitChangeManagement,
     ServiceNowChangeManagement,
+    GitIncidents,
+    ServiceNowIncidents,
 ]
 
 
@@ -63,6 +72,18 @@ class TestServiceNowChangeManagementStandards(_Standard):
     @pytest.fixture
     def block(self) -> type[Block]:
         return ServiceNowChangeManagement
+
+
+class TestGitIncidentsStandards(_Standard):
+    @pytest.fixture
+    def block(self) -> type[Block]:
+        return GitIncidents
+
+
+class TestServiceNowIncidentsStandards(_Standard):
+    @pytest.fixture
+    def block(self) -> type[Block]:
+        return ServiceNowIncidents
 
 
 def test_the_package_exports_every_block() -> None:

@@ -1,5 +1,5 @@
-"""GitChangeManagement against a real bare remote: ids, one commit per change, audit trail,
-incidents."""
+"""GitChangeManagement and GitIncidents against a real bare remote: ids, one commit per change,
+audit trail, links and decisions, incidents."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from stack_support import git_in, race
 
 from blocks.change_management import GitChangeManagement
+from blocks.incidents import GitIncidents
 from changeflow.errors import BadInput, IntegrityError
 from changeflow.incidents import GracePeriods, Incident, incidents_from_evidence, reconcile
 from changeflow.models import (
@@ -99,11 +100,11 @@ def test_update_is_one_commit_and_git_log_is_the_audit_trail(
         "changeflow: CHG0000001: change request created",
     ]
     history = changes.history(cr.id)
-    assert [h["author"] for h in history] == [
+    assert [h.author for h in history] == [
         "alice <changeflow@localhost>",
         "changeflow <changeflow@localhost>",
     ]
-    assert "state: scheduled" in history[0]["message"]
+    assert "state: scheduled" in history[0].message
     # writing the same state again changes nothing
     changes.update(approved, "approved again")
     assert int(git_in(bare, "rev-list", "--count", "main")) == before + 1
@@ -123,12 +124,33 @@ def test_unknown_change_requests_are_bad_input(changes: GitChangeManagement) -> 
     assert changes.history("CHG0000009") == []
 
 
+def test_link_names_the_record_without_credentials(tmp_path: Path) -> None:
+    cr = draft()("CHG0000007")
+    plain = GitChangeManagement(remote_url="https://git.example/org/changes.git")
+    assert plain.link(cr) == "https://git.example/org/changes.git#changes/CHG0000007.json"
+    secret = GitChangeManagement(remote_url="https://bot:s3cr3t-token@git.example/changes.git")
+    link = secret.link(cr)
+    assert "s3cr3t-token" not in link and "bot" not in link
+    assert link == "https://***@git.example/changes.git#changes/CHG0000007.json"
+
+
+def test_decision_is_the_records_own(changes: GitChangeManagement) -> None:
+    cr = changes.create(draft())
+    assert changes.decision(cr.id) is None
+    approval = Approval(by="alice", decision="approved", comment="ok")
+    changes.update(cr.model_copy(update={"approvals": [approval]}), "approved by alice")
+    assert changes.decision(cr.id) == approval
+    with pytest.raises(BadInput, match="unknown change request CHG0000009"):
+        changes.decision("CHG0000009")
+
+
 def test_from_env(monkeypatch: pytest.MonkeyPatch, bare: Path) -> None:
     monkeypatch.delenv("CHANGEFLOW_CHANGE_REPO_URL", raising=False)
     with pytest.raises(BadInput, match="CHANGEFLOW_CHANGE_REPO_URL"):
         GitChangeManagement.from_env()
     monkeypatch.setenv("CHANGEFLOW_CHANGE_REPO_URL", bare.as_uri())
     assert GitChangeManagement.from_env().list() == []
+    assert GitIncidents.from_env().incidents() == []
 
 
 def _incidents(today: date, *findings: str) -> list[Incident]:
@@ -144,16 +166,21 @@ def _incidents(today: date, *findings: str) -> list[Incident]:
     return incidents_from_evidence([record], {asset_id(uri): uri}, GracePeriods(), today)
 
 
+@pytest.fixture
+def incidents(bare: Path, tmp_path: Path) -> GitIncidents:
+    return GitIncidents(remote_url=bare.as_uri(), cache_dir=str(tmp_path / "cache"))
+
+
 def test_incidents_are_stored_one_commit_per_reconciliation(
-    changes: GitChangeManagement, bare: Path, tmp_path: Path
+    changes: GitChangeManagement, incidents: GitIncidents, bare: Path, tmp_path: Path
 ) -> None:
-    assert changes.incidents() == []
-    assert changes.put_incidents([], "nothing") is None
+    assert incidents.incidents() == []
+    assert incidents.put_incidents([], "nothing") is None
     changes.create(draft())
     today = date(2026, 11, 26)
-    first = reconcile(changes.incidents(), _incidents(today, "B105", "B301"), today)
+    first = reconcile(incidents.incidents(), _incidents(today, "B105", "B301"), today)
     before = int(git_in(bare, "rev-list", "--count", "main"))
-    changes.put_incidents(first, "ci run ci-1", by="ci")
+    incidents.put_incidents(first, "ci run ci-1", by="ci")
     assert int(git_in(bare, "rev-list", "--count", "main")) == before + 1
     files = git_in(bare, "ls-tree", "-r", "--name-only", "main", "incidents/").split()
     assert files == sorted(f"incidents/{i.id}.json" for i in first)
@@ -161,28 +188,28 @@ def test_incidents_are_stored_one_commit_per_reconciliation(
         git_in(bare, "log", "-1", "--format=%an|%s", "main").strip() == "ci|incidents: ci run ci-1"
     )
     # another reader sees them; the CR ids are not disturbed by the incidents folder
-    reader = GitChangeManagement(remote_url=bare.as_uri(), cache_dir=str(tmp_path / "reader"))
+    reader = GitIncidents(remote_url=bare.as_uri(), cache_dir=str(tmp_path / "reader"))
     assert reader.incidents() == first
-    assert reader.create(draft()).id == "CHG0000002"
+    assert changes.create(draft()).id == "CHG0000002"
     # B301 fixed a week later: one commit closes it, B105 keeps its found date
     later = date(2026, 12, 3)
     writes = reconcile(reader.incidents(), _incidents(later, "B105"), later)
     assert [w.finding_id for w in writes] == ["B301"]
-    changes.put_incidents(writes, "ci run ci-2")
-    stored = {i.finding_id: i for i in changes.incidents()}
+    incidents.put_incidents(writes, "ci run ci-2")
+    stored = {i.finding_id: i for i in incidents.incidents()}
     assert (stored["B301"].state, stored["B301"].closed) == ("closed", later)
     assert (stored["B105"].state, stored["B105"].found) == ("open", today)
 
 
-def test_tampered_incident_is_an_integrity_error(changes: GitChangeManagement) -> None:
+def test_tampered_incident_is_an_integrity_error(incidents: GitIncidents) -> None:
     (incident,) = _incidents(date(2026, 11, 26), "B105")
     other = incident.model_copy(update={"id": "INC-" + "0" * 24})
-    changes.git.commit("main", lambda _p: {f"incidents/{incident.id}.json": other.to_json()}, "x")
+    incidents.git.commit("main", lambda _p: {f"incidents/{incident.id}.json": other.to_json()}, "x")
     with pytest.raises(IntegrityError, match="holds INC-0000"):
-        changes.incidents()
-    changes.git.commit("main", lambda _p: {f"incidents/{incident.id}.json": b"{}"}, "y")
+        incidents.incidents()
+    incidents.git.commit("main", lambda _p: {f"incidents/{incident.id}.json": b"{}"}, "y")
     with pytest.raises(IntegrityError, match="is not an incident"):
-        changes.incidents()
+        incidents.incidents()
 
 
 def test_identical_concurrent_drafts_still_get_distinct_ids(

@@ -14,6 +14,8 @@ from changeflow.canonical import digest
 from changeflow.errors import BadInput, IntegrityError
 from changeflow.evidence import make_evidence
 from changeflow.models import Asset, Evidence, InventoryEntry
+from changeflow.ports import Verification
+from changeflow.storage import Retention
 from changeflow.summary import summarize
 
 COMMIT = Asset.for_uri("https://example.com/org/app#" + "a" * 40)
@@ -60,17 +62,17 @@ def test_objects_carry_retention_and_cannot_be_overwritten(locker: EvidenceLocke
         locker.client.put_object(
             Bucket=locker.bucket, Key=locker.evidence_key(stored.id), Body=b"{}", IfNoneMatch="*"
         )
-    assert locker.bucket_status()["object_lock"] is True
+    assert locker.bucket_status().object_lock is True
 
 
 def test_tampered_evidence_and_attachments_are_named(unlocked_locker: EvidenceLocker) -> None:
     locker = unlocked_locker
     stored = locker.put_evidence(_evidence(locker), [COMMIT])
-    assert locker.verify_evidence([stored.id]) == (2, [])
+    assert locker.verify_evidence([stored.id]) == Verification(checked=2)
     # overwrite both out of band, as someone with plain write access could on an unlocked bucket
     client = locker.client
     client.put_object(
-        Bucket=locker.bucket, Key=locker.attachment_key(stored.attachments[0].hash), Body=b"x"
+        Bucket=locker.bucket, Key=locker.layout.attachment(stored.attachments[0].hash), Body=b"x"
     )
     with pytest.raises(IntegrityError, match="no longer matches"):
         locker.get_attachment(stored.attachments[0].hash)
@@ -82,7 +84,7 @@ def test_tampered_evidence_and_attachments_are_named(unlocked_locker: EvidenceLo
     )
     with pytest.raises(IntegrityError, match="does not hash"):
         locker.get_evidence(stored.id)
-    _, broken = locker.verify_evidence([stored.id])
+    broken = locker.verify_evidence([stored.id]).broken
     assert broken and "does not hash" in broken[0]
 
 
@@ -95,7 +97,7 @@ def test_summary_is_stored_once_and_verified(locker: EvidenceLocker) -> None:
     url, sha = locker.put_summary(summary)
     assert sha == digest(summary.to_json())
     assert locker.get_summary(url, sha) == summary
-    assert locker.verify_summary(url, sha) == (3, [])
+    assert locker.verify_summary(url, sha) == Verification(checked=3)
     with pytest.raises(IntegrityError):
         locker.get_summary(url, "sha256:" + "0" * 64)
 
@@ -126,7 +128,7 @@ def test_credentials_that_may_not_write_are_refused(s3_server, locker: EvidenceL
     assert auditor.verify_attachment(stored.hash) == stored.size  # reading is allowed
     with pytest.raises(BadInput, match=r"refused to .*AccessDenied .*not allowed to"):
         auditor.store_attachment_bytes(b"other bytes")
-    assert locker._list("raw/attachments") == [locker.attachment_key(stored.hash)]
+    assert locker._list("raw/attachments") == [locker.layout.attachment(stored.hash)]
 
 
 def test_secret_key_is_not_printed(locker: EvidenceLocker) -> None:
@@ -157,12 +159,12 @@ def test_overwritten_attachment_is_named_by_verify_summary(unlocked_locker: Evid
         assets={COMMIT.id: COMMIT.uri}, records=[record],
     )  # fmt: skip
     url, sha = locker.put_summary(summary)
-    assert locker.verify_summary(url, sha) == (3, [])
+    assert locker.verify_summary(url, sha) == Verification(checked=3)
     attachment = record.attachments[0].hash
     locker.client.put_object(
-        Bucket=locker.bucket, Key=locker.attachment_key(attachment), Body=b"<testsuite>forged"
+        Bucket=locker.bucket, Key=locker.layout.attachment(attachment), Body=b"<testsuite>forged"
     )
-    _, broken = locker.verify_summary(url, sha)
+    broken = locker.verify_summary(url, sha).broken
     assert len(broken) == 1
     assert record.id in broken[0] and attachment in broken[0]
     assert "no longer matches" in broken[0]
@@ -182,13 +184,13 @@ def test_overwritten_evidence_is_named_by_verify_summary(unlocked_locker: Eviden
     locker.client.put_object(
         Bucket=locker.bucket, Key=locker.evidence_key(record.id), Body=forged.to_json()
     )
-    _, broken = locker.verify_summary(url, sha)
+    broken = locker.verify_summary(url, sha).broken
     assert broken == [f"evidence {record.id} does not hash to its id"]
     # unparseable is never a pass either
     locker.client.put_object(
         Bucket=locker.bucket, Key=locker.evidence_key(record.id), Body=b"not json"
     )
-    _, broken = locker.verify_summary(url, sha)
+    broken = locker.verify_summary(url, sha).broken
     assert broken == [f"evidence {record.id} is not a valid record"]
 
 
@@ -200,16 +202,16 @@ def test_objects_deleted_out_of_band_are_named(unlocked_locker: EvidenceLocker) 
         assets={COMMIT.id: COMMIT.uri}, records=[record],
     )  # fmt: skip
     url, sha = locker.put_summary(summary)
-    attachment_key = locker.attachment_key(record.attachments[0].hash)
+    attachment_key = locker.layout.attachment(record.attachments[0].hash)
     locker.client.delete_object(Bucket=locker.bucket, Key=attachment_key)
-    _, broken = locker.verify_summary(url, sha)
+    broken = locker.verify_summary(url, sha).broken
     assert len(broken) == 1 and record.id in broken[0] and attachment_key in broken[0]
     assert "missing" in broken[0]
     locker.client.delete_object(Bucket=locker.bucket, Key=locker.evidence_key(record.id))
-    _, broken = locker.verify_evidence([record.id])
+    broken = locker.verify_evidence([record.id]).broken
     assert broken == [f"{locker.url(locker.evidence_key(record.id))} is missing"]
-    locker.client.delete_object(Bucket=locker.bucket, Key=locker.summary_key("deploy-z"))
-    assert locker.verify_summary(url, sha) == (1, [f"{url} is missing"])
+    locker.client.delete_object(Bucket=locker.bucket, Key=locker.layout.summary("deploy-z"))
+    assert locker.verify_summary(url, sha) == Verification(checked=1, broken=[f"{url} is missing"])
 
 
 def test_verify_entries_names_entries_without_evidence(unlocked_locker: EvidenceLocker) -> None:
@@ -221,18 +223,21 @@ def test_verify_entries_names_entries_without_evidence(unlocked_locker: Evidence
         assets=[with_evidence], date=datetime(2026, 11, 1, tzinfo=UTC),
     )  # fmt: skip
     locker.put_evidence(record, [with_evidence])
-    checked, broken = locker.verify_entries([entry_ok, entry_bare])
-    assert checked == 3  # two artifacts and one evidence record
-    assert broken == [f"entry app/sdist: no evidence for {entry_bare.provenance}"]
+    # an artifact stored in this locker is checked; one stored elsewhere is not its to check
+    assert locker.holds_artifact(entry_ok.artifact)
+    assert not locker.holds_artifact(f"s3://{locker.bucket}-other/{entry_ok.sha256}")
+    found = locker.verify_entries([entry_ok, entry_bare])
+    assert found.checked == 3  # two artifacts and one evidence record
+    assert found.broken == [f"entry app/sdist: no evidence for {entry_bare.provenance}"]
     # the marker still lists the record, but the record itself is gone: named too
     locker.client.delete_object(Bucket=locker.bucket, Key=locker.evidence_key(record.id))
-    _, broken = locker.verify_entries([entry_ok])
+    broken = locker.verify_entries([entry_ok]).broken
     assert broken == [f"{locker.url(locker.evidence_key(record.id))} is missing"]
     # and so is an artifact overwritten behind the entry
     locker.client.put_object(
-        Bucket=locker.bucket, Key=locker.attachment_key(entry_ok.sha256), Body=b"other"
+        Bucket=locker.bucket, Key=locker.layout.attachment(entry_ok.sha256), Body=b"other"
     )
-    _, broken = locker.verify_entries([entry_ok])
+    broken = locker.verify_entries([entry_ok]).broken
     assert f"entry app/wheel: artifact attachment {entry_ok.sha256} no longer matches" in broken[0]
 
 
@@ -241,12 +246,13 @@ def test_verify_entries_names_entries_without_evidence(unlocked_locker: Evidence
 
 def test_storage_check_passes_on_a_locked_bucket(locker: EvidenceLocker) -> None:
     check = locker.check_storage()
-    assert check["versioned"] and check["locked"] and check["retention_ok"] and check["ok"]
-    assert check["default_retention"] == {"mode": "COMPLIANCE", "days": 1}
-    assert check["probe"]["mode"] == "COMPLIANCE" and check["probe"]["days"] == 1
-    assert check["retention_days"] == 1 and check["required_days"] == 1
+    assert check.versioned and check.locked and check.retention_ok and check.ok
+    assert check.default_retention == Retention(mode="COMPLIANCE", days=1)
+    assert check.probe is not None
+    assert check.probe.mode == "COMPLIANCE" and check.probe.days == 1
+    assert check.retention_days == 1 and check.required_days == 1
     # the probe is a real object the server keeps under the locker's retention
-    head = locker.client.head_object(Bucket=locker.bucket, Key=check["probe"]["key"])
+    head = locker.client.head_object(Bucket=locker.bucket, Key=check.probe.key)
     assert head["ObjectLockMode"] == "COMPLIANCE"
 
 
@@ -256,22 +262,23 @@ def test_storage_check_fails_when_retention_is_shorter(s3_server: S3Server) -> N
     wants_more = s3_server.locker(short.bucket, retention_days=2)
     check = wants_more.check_storage()
     # the probe gets 2 days, but objects written without retention would get only 1
-    assert check["probe"]["days"] == 2 and check["default_retention"]["days"] == 1
-    assert check["retention_days"] == 1
-    assert check["versioned"] and check["locked"]
-    assert not check["retention_ok"] and not check["ok"]
+    assert check.probe is not None and check.default_retention is not None
+    assert check.probe.days == 2 and check.default_retention.days == 1
+    assert check.retention_days == 1
+    assert check.versioned and check.locked
+    assert not check.retention_ok and not check.ok
     governance = s3_server.locker(short.bucket, retention_days=1, retention_mode="GOVERNANCE")
     check = governance.check_storage()
-    assert check["retention_mode"] == "GOVERNANCE" and check["ok"]
+    assert check.retention_mode == "GOVERNANCE" and check.ok
     strict = s3_server.locker(short.bucket, retention_days=1)
-    assert strict.check_storage()["ok"]
+    assert strict.check_storage().ok
 
 
 def test_storage_check_fails_on_an_unlocked_bucket(unlocked_locker: EvidenceLocker) -> None:
     check = unlocked_locker.check_storage()
-    assert check["versioned"] is False and check["locked"] is False
-    assert check["retention_days"] == 0 and check["probe"] is None
-    assert not check["ok"]
+    assert check.versioned is False and check.locked is False
+    assert check.retention_days == 0 and check.probe is None
+    assert not check.ok
     assert unlocked_locker._list("") == []  # no probe written where nothing is retained
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from stack_support import git_in, race
 
-from blocks.git_store import GitError, GitRemote, RefConflict
+from blocks.gitrepo import GitError, GitRemote, RefConflict
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,7 +46,7 @@ def test_commit_and_read_round_trip(remote: GitRemote, bare: Path) -> None:
     assert git_in(bare, "log", "-1", "--format=%an <%ae>|%cn|%s", "master").strip() == (
         "Jane Doe <jane@example.com>|changeflow|first"
     )
-    assert [c["commit"] for c in remote.log("master")] == [head]
+    assert [c.commit for c in remote.log("master")] == [head]
 
 
 def test_delete_drops_emptied_folders(remote: GitRemote, bare: Path) -> None:
@@ -97,7 +97,7 @@ def test_new_branch_starts_from_a_start_point(remote: GitRemote) -> None:
     assert head is not None
     assert remote.parents(head) == [base]
     assert remote.branches() == ["feature", "master"]
-    assert [c["message"] for c in remote.log("feature", exclude="master")] == ["feature"]
+    assert [c.message for c in remote.log("feature", exclude="master")] == ["feature"]
     # nothing new on top of the start point: the branch is made there, with no empty commit
     assert remote.commit("same", _put({"a": b"1"}), "nothing", start_point="master") == base
     assert remote.resolve("same") == base
@@ -145,7 +145,7 @@ def test_concurrent_writers_keep_every_write_and_a_linear_history(
 def test_processes_can_create_one_mirror_at_once(bare: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     code = (
-        "import sys; from blocks.git_store import GitRemote; "
+        "import sys; from blocks.gitrepo import GitRemote; "
         "GitRemote(sys.argv[1], sys.argv[2]).fetch()"
     )
     procs = [

@@ -1,4 +1,4 @@
-"""GitInventory against a real bare remote: entries, deltas, promotions and tags."""
+"""GitInventory against a real bare remote: entries, deltas, promotions and labels."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from stack_support import git_in, race
 
-from blocks.git_store import RefConflict
-from blocks.inventory import PROMOTION_FILE, GitInventory, is_entry_path
+from blocks.gitrepo import RefConflict
+from blocks.inventory import GitInventory
 from changeflow.errors import BadInput, IntegrityError, NotReady
+from changeflow.inventory_rules import PROMOTION_FILE, is_entry_path
 from changeflow.models import InventoryEntry, Promotion
 
 
@@ -123,7 +124,7 @@ def test_a_file_that_is_not_an_entry_is_an_integrity_error(inventory: GitInvento
 
 def test_delta_between_two_refs(inventory: GitInventory) -> None:
     inventory.add_entries([entry("app-a"), entry("app-b"), entry("lib/c")])
-    inventory.move_tag("dev_latest", "master")
+    inventory.move_label("dev_latest", "master")
     inventory.add_entries([entry("app-a", "2.0.0"), entry("app-d")])
     inventory.git.commit("master", lambda _p: {"app-b": None, "NEWS.md": b"x"}, "drop app-b")
     delta = inventory.delta("dev_latest", "master")
@@ -209,19 +210,22 @@ def test_a_merge_reapplies_on_a_target_that_moved(inventory: GitInventory, bare:
     assert git_in(bare, "rev-list", "--count", "staging").strip() == "3"
 
 
-def test_move_tag(inventory: GitInventory, bare: Path) -> None:
+def test_move_label_creates_a_missing_label(inventory: GitInventory, bare: Path) -> None:
     first = inventory.add_entries([entry("app-a")])
-    inventory.move_tag("us-south_prod_latest", "master")
-    assert inventory.tag("us-south_prod_latest") == first
+    inventory.move_label("us-south_prod_latest", "master")  # a first deployment
+    assert inventory.labels().get("us-south_prod_latest") == first
     second = inventory.add_entries([entry("app-a", "2.0.0")])
-    inventory.move_tag("us-south_prod_latest", second or "")
+    inventory.move_label("us-south_prod_latest", second or "")
     assert git_in(bare, "rev-parse", "us-south_prod_latest").strip() == second
-    assert inventory.tags() == {"us-south_prod_latest": second}
-    assert inventory.tag("eu_prod_latest") is None
+    assert inventory.labels() == {"us-south_prod_latest": second}
+    assert "eu_prod_latest" not in inventory.labels()
     with pytest.raises(BadInput):
-        inventory.move_tag("bad tag", "master")
+        inventory.move_label("bad tag", "master")
     with pytest.raises(BadInput):
-        inventory.move_tag("prod_latest", "no-such-ref")
+        inventory.move_label("prod_latest", "no-such-ref")
+    with pytest.raises(BadInput, match="hidden by the branch"):
+        inventory.move_label("master", "master")
+    assert inventory.labels() == {"us-south_prod_latest": second}
 
 
 def test_from_env(monkeypatch: pytest.MonkeyPatch, bare: Path) -> None:
@@ -280,8 +284,8 @@ def test_labels_add_move_delete(inventory: GitInventory, bare: Path) -> None:
     for bad in ["bad label", "a..b", "x.lock", "-x", "a~1", ""]:
         with pytest.raises(BadInput):
             inventory.add_label(bad, "master")
-    with pytest.raises(BadInput, match="unknown label"):
-        inventory.move_label("never-made", "master")
+    assert inventory.move_label("never-made", "master") == second  # moving one makes it
+    assert inventory.delete_label("never-made") == second
     with pytest.raises(BadInput, match="unknown label"):
         inventory.delete_label("never-made")
     with pytest.raises(BadInput, match="unknown inventory"):
@@ -304,11 +308,18 @@ def test_moving_a_label_is_a_compare_and_swap(
     with pytest.raises(RefConflict):
         inventory.git.set_ref("refs/tags/prod_latest", first, expected=seen)
     assert git_in(bare, "rev-parse", "prod_latest").strip() == second
+    # a first move expects the label to be missing: one made meanwhile is not overwritten
+    assert inventory.git.ref_value("refs/tags/dev_latest") is None
+    other.move_label("dev_latest", second)
+    with pytest.raises(RefConflict):
+        inventory.git.set_ref("refs/tags/dev_latest", first, expected=None)
+    assert git_in(bare, "rev-parse", "dev_latest").strip() == second
 
 
 def test_validate_names_every_bad_file(inventory: GitInventory) -> None:
     inventory.add_entries([entry("app-a"), entry("team/app-b")])
-    assert inventory.validate("master")[1:] == (2, [])
+    check = inventory.validate("master")
+    assert (check.checked, check.bad) == (2, [])
     good = entry("team/app-c").model_dump(mode="json")
     inventory.git.commit(
         "master",
@@ -330,9 +341,9 @@ def test_validate_names_every_bad_file(inventory: GitInventory) -> None:
         },
         "hand-pushed files",
     )
-    commit, checked, bad = inventory.validate("master")
-    assert commit == inventory.resolve("master") and checked == 8
-    problems = {b.name: b.problem for b in bad}
+    check = inventory.validate("master")
+    assert check.commit == inventory.resolve("master") and check.checked == 8
+    problems = {b.name: b.problem for b in check.bad}
     assert sorted(problems) == sorted(
         ["broken", "list", "team/bad-digest", "team/bad-commit", "team/alias", "a" * 201]
     )

@@ -10,10 +10,12 @@ import pytest
 from stack_support import S3Server, new_bucket
 
 from blocks.evidence_locker import EvidenceLocker
+from blocks.s3 import multipart
 from changeflow.canonical import digest
 from changeflow.errors import IntegrityError
 from changeflow.evidence import make_evidence
 from changeflow.models import Asset
+from changeflow.ports import Verification
 
 MIB = 1024 * 1024
 COMMIT = Asset.for_uri("https://example.com/org/app#" + "b" * 40)
@@ -47,7 +49,7 @@ def test_a_big_file_is_stored_in_parts_under_its_hash(
     data = big_file.read_bytes()
     attachment = locker.store_attachment(big_file)
     assert attachment.hash == digest(data) and attachment.size == len(data)
-    key = locker.attachment_key(attachment.hash)
+    key = locker.layout.attachment(attachment.hash)
     head = locker.client.head_object(Bucket=locker.bucket, Key=key, ChecksumMode="ENABLED")
     assert head["ContentLength"] == len(data)
     assert head["ChecksumSHA256"].endswith("-3")  # a multipart object of three parts
@@ -65,7 +67,7 @@ def test_storing_a_big_file_again_is_a_no_op(mp_locker: EvidenceLocker, big_file
     again = _small_parts_like(mp_locker).store_attachment(big_file)
     assert again == first
     versions = mp_locker.client.list_object_versions(
-        Bucket=mp_locker.bucket, Prefix=mp_locker.attachment_key(first.hash)
+        Bucket=mp_locker.bucket, Prefix=mp_locker.layout.attachment(first.hash)
     )
     assert len(versions.get("Versions", [])) == 1
     # a record can refer to it: the composite checksum is accepted through the stored sha256
@@ -75,7 +77,7 @@ def test_storing_a_big_file_again_is_a_no_op(mp_locker: EvidenceLocker, big_file
         assets=[COMMIT], attachments=[first],
     )  # fmt: skip
     stored = fresh.put_evidence(record, [COMMIT])
-    assert fresh.verify_evidence([stored.id]) == (2, [])
+    assert fresh.verify_evidence([stored.id]) == Verification(checked=2)
 
 
 def _small_parts_like(locker: EvidenceLocker) -> EvidenceLocker:
@@ -100,7 +102,7 @@ def test_the_same_file_in_other_parts_is_recognised(
 def test_other_bytes_at_the_key_are_refused(s3_server: S3Server, big_file: Path) -> None:
     locker = _small_parts(s3_server, new_bucket())
     locker.client.create_bucket(Bucket=locker.bucket)
-    key = locker.attachment_key(digest(big_file.read_bytes()))
+    key = locker.layout.attachment(digest(big_file.read_bytes()))
     locker.client.put_object(Bucket=locker.bucket, Key=key, Body=b"squatter")
     with pytest.raises(IntegrityError, match="no longer matches"):
         locker.store_attachment(big_file)
@@ -111,7 +113,7 @@ def test_a_tampered_big_attachment_does_not_verify(s3_server: S3Server, big_file
     locker = _small_parts(s3_server, new_bucket())
     locker.client.create_bucket(Bucket=locker.bucket)
     attachment = locker.store_attachment(big_file)
-    key = locker.attachment_key(attachment.hash)
+    key = locker.layout.attachment(attachment.hash)
     locker.client.put_object(Bucket=locker.bucket, Key=key, Body=b"x" * (15 * MIB))
     with pytest.raises(IntegrityError, match="no longer matches"):
         locker.verify_attachment(attachment.hash)
@@ -125,16 +127,16 @@ def test_a_tampered_big_attachment_does_not_verify(s3_server: S3Server, big_file
 def test_a_file_that_changes_while_stored_is_refused(
     mp_locker: EvidenceLocker, big_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    original = mp_locker._hash_file
+    original = multipart.hash_file
 
-    def hash_then_change(path: Path, part_size: int) -> tuple[str, list[str]]:
-        result = original(path, part_size)
+    def hash_then_change(path: Path, part_bytes: int) -> tuple[str, list[str]]:
+        result = original(path, part_bytes)
         with path.open("r+b") as stream:  # the file changes between the two passes
             stream.seek(6 * MIB)
             stream.write(b"changed")
         return result
 
-    monkeypatch.setattr(mp_locker, "_hash_file", hash_then_change)
+    monkeypatch.setattr(multipart, "hash_file", hash_then_change)
     with pytest.raises(IntegrityError, match="changed while it was being stored"):
         mp_locker.store_attachment(big_file)
     assert mp_locker._list("") == []

@@ -186,8 +186,8 @@ def test_a_store_killed_mid_batch_loses_nothing(tmp_path: Path) -> None:
         assert all(count == 1 for count in versions.values()), versions
         for (_, _, asset), evidence_id in zip(batch, ids, strict=True):
             assert rerun.evidence_ids(asset.id) == [evidence_id]
-        checked, broken = rerun.verify_evidence(ids)
-        assert broken == [] and checked == 2 * len(batch)
+        found = rerun.verify_evidence(ids)
+        assert found.broken == [] and found.checked == 2 * len(batch)
         attachments = _versions(rerun, rerun.key("raw/attachments"))
         assert len(attachments) == len(batch) and set(attachments.values()) == {1}
     finally:

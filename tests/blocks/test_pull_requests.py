@@ -13,8 +13,8 @@ import httpx
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from blocks.forges import GitHubPullRequests, GitLabMergeRequests, PullRequestError
 from blocks.inventory import GitInventory
-from blocks.pull_requests import GitHubPullRequests, GitLabMergeRequests, PullRequestError
 from changeflow.errors import BadInput, StorageUnavailable
 
 TOKEN = "ghp_secretTOKENvalue42"

@@ -209,8 +209,8 @@ def test_create_lets_servicenow_number_it(
     assert fake.blobs[attached[0]["sys_id"]] == cr.to_json() + b"\n"
     assert snow.get(cr.id) == cr
     (note,) = snow.history(cr.id)
-    assert note["message"].startswith(f"{cr.id}: filed by the deploy flow")
-    assert "by: deployer" in note["message"] and note["author"] == fake.username
+    assert note.message.startswith(f"{cr.id}: filed by the deploy flow")
+    assert "by: deployer" in note.message and note.author == fake.username
 
 
 def test_update_maps_states_and_keeps_every_version(
@@ -238,14 +238,14 @@ def test_update_maps_states_and_keeps_every_version(
     )
     assert snow.get(cr.id) == cr
     history = snow.history(cr.id)
-    assert [h["message"].splitlines()[0] for h in history] == [
+    assert [h.message.splitlines()[0] for h in history] == [
         f"{cr.id}: closed successful_issues",
         f"{cr.id}: implement",
         f"{cr.id}: approved by alice",
         f"{cr.id}: assessed",
         f"{cr.id}: change request created",
     ]
-    assert "by: alice" in history[2]["message"]
+    assert "by: alice" in history[2].message
     versions = [a for a in fake.attachments.values() if a["table_sys_id"] == sys_id]
     assert len(versions) == 5  # one per stored state: older versions stay for audit
     # writing the same state again writes nothing

@@ -454,3 +454,39 @@ def test_dtd_is_refused_before_parsing() -> None:
     )
     truncated = parse_report("junit", b"<testsuite><testcase name='a'>")
     assert truncated.summary.startswith("unparseable junit report: bad XML: no element found")
+
+
+EXTERNAL_ENTITY = (
+    b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
+    b'<testsuite><testcase name="&e;"/></testsuite>'
+)
+PARAMETER_ENTITY = b'<!DOCTYPE x [<!ENTITY % p SYSTEM "http://127.0.0.1:9/x.dtd"> %p;]><testsuite/>'
+UTF16_DTD = '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE x [<!ENTITY a "b">]><testsuite/>'
+
+
+@pytest.mark.parametrize("fmt", [ReportFormat.junit, ReportFormat.cyclonedx])
+@pytest.mark.parametrize(
+    "data",
+    [BILLION_LAUGHS, EXTERNAL_ENTITY, PARAMETER_ENTITY, UTF16_DTD.encode("utf-16")],
+    ids=["entity-bomb", "external-entity", "parameter-entity", "dtd-in-utf-16"],
+)
+def test_every_xml_format_refuses_a_dtd_whatever_the_encoding(
+    fmt: ReportFormat, data: bytes
+) -> None:
+    outcome = parse_report(fmt, data)
+    assert outcome.result == FAILURE
+    assert outcome.summary == (
+        f"unparseable {fmt.value} report: DOCTYPE and ENTITY declarations are not allowed"
+    )
+
+
+def test_an_entity_never_declared_is_bad_xml_not_a_lookup() -> None:
+    outcome = parse_report("junit", b'<testsuite><testcase name="&passwd;"/></testsuite>')
+    assert outcome.result == FAILURE
+    assert outcome.summary.startswith("unparseable junit report: bad XML: undefined entity")
+
+
+def test_junit_in_utf16_with_a_bom_is_read() -> None:
+    data = '<?xml version="1.0" encoding="UTF-16"?><testsuite><testcase name="a"/></testsuite>'
+    outcome = parse_report("junit", data.encode("utf-16"))
+    assert (outcome.result, outcome.counts["tests"]) == (SUCCESS, 1)

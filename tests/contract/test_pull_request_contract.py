@@ -10,8 +10,8 @@ import pytest
 from forges import GITHUB_REPO, GITLAB_PROJECT, TOKEN, Forge
 from pydantic import SecretStr
 
+from blocks.forges import GitHubPullRequests, GitLabMergeRequests, PullRequestError
 from blocks.inventory import GitInventory
-from blocks.pull_requests import GitHubPullRequests, GitLabMergeRequests, PullRequestError
 from changeflow.errors import BadInput
 from changeflow.models import InventoryEntry, Promotion
 

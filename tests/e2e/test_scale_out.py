@@ -157,7 +157,7 @@ def test_four_regions_deploy_at_once_on_a_postgres_backed_server(
         assert cr.state is ChangeState.closed
         assert cr.close_category is CloseCategory.successful
         assert cr.inventory_commit == head
-    tags = inventory.tags()
+    tags = inventory.labels()
     assert {f"{r}_{ENV}_latest" for r in REGIONS} <= set(tags)
     assert all(tags[f"{r}_{ENV}_latest"] == head for r in REGIONS)
     assert tags[f"{ENV}_latest"] == head

@@ -61,7 +61,7 @@ STEPS = {
         lambda self, cr, message, **k: message == "implement",
     ),
     # deployed, labels not moved, CR not closed
-    "labels": (GitInventory, "move_tag", lambda *a, **k: True),
+    "labels": (GitInventory, "move_label", lambda *a, **k: True),
     # deployed and labelled, CR not closed
     "close": (
         GitChangeManagement,

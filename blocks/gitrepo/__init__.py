@@ -1,0 +1,30 @@
+"""Plumbing against a bare git remote: a local bare mirror, reads by object, CAS pushes.
+
+The remote is the source of truth. The blocks use the facade `GitRemote`, built in layers:
+
+- `mirror`: the local bare mirror in a cache folder, its lock, the git process environment,
+  fetching, and the redaction of credentials in URLs (`GitMirror`);
+- `objects`: reading refs, trees, blobs, diffs and history, and writing blobs and trees
+  (`GitObjects`);
+- `writes`: commits and refs pushed with a compare-and-swap, retried on a race (`GitRemote`);
+- `errors`: what can go wrong, and the checks on ref names and paths.
+
+(Not named `git`: GitPython owns that name.)
+"""
+
+from __future__ import annotations
+
+from blocks.gitrepo.errors import GitError, RefConflict, UnknownRef, check_ref_name
+from blocks.gitrepo.mirror import DEFAULT_AUTHOR, default_cache_dir, redact
+from blocks.gitrepo.writes import GitRemote
+
+__all__ = [
+    "DEFAULT_AUTHOR",
+    "GitError",
+    "GitRemote",
+    "RefConflict",
+    "UnknownRef",
+    "check_ref_name",
+    "default_cache_dir",
+    "redact",
+]

@@ -1,0 +1,73 @@
+"""What can go wrong talking to a git remote, and the checks on the names given to it."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "GitError",
+    "RefConflict",
+    "UnknownRef",
+    "check_path",
+    "check_ref_name",
+    "full_ref",
+]
+
+_BAD_REF_RE = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{")
+
+
+class GitError(RuntimeError):
+    """A git command failed; the message never contains URL credentials."""
+
+
+class UnknownRef(GitError, LookupError):
+    """A branch, tag or commit does not exist (in the mirror, after the last fetch)."""
+
+
+class RefConflict(GitError):
+    """The remote ref was not at the expected value (a compare-and-swap lost)."""
+
+
+def check_ref_name(name: str) -> str:
+    """Check a branch or tag name the way `git check-ref-format` would, without a process.
+
+    Raises:
+        ValueError: naming what is wrong with `name`.
+    """
+    parts = name.split("/")
+    if (
+        not name
+        or _BAD_REF_RE.search(name)
+        or name.startswith(("-", "/"))
+        or name.endswith(("/", ".", ".lock"))
+        or any(not p or p.startswith(".") or p.endswith(".lock") for p in parts)
+        or name == "@"
+    ):
+        raise ValueError(f"not a valid git branch or tag name: {name!r}")
+    return name
+
+
+def full_ref(ref: str) -> str:
+    """Check a full branch or tag ref (`refs/heads/…`, `refs/tags/…`) and return it.
+
+    Raises:
+        ValueError: for anything else, or a bad name under the prefix.
+    """
+    if not ref.startswith(("refs/heads/", "refs/tags/")):
+        raise ValueError(f"want a full branch or tag ref (refs/heads/…, refs/tags/…): {ref!r}")
+    check_ref_name(ref.split("/", 2)[2])
+    return ref
+
+
+def check_path(path: str) -> list[str]:
+    """Check a file path inside a repository and return its parts.
+
+    Raises:
+        ValueError: for an empty, absolute-looking, `..`, `.git` or multi-line path.
+    """
+    parts = path.split("/")
+    if not path or any(p in ("", ".", "..", ".git") for p in parts) or "\0" in path:
+        raise ValueError(f"not a valid repository path: {path!r}")
+    if any(c in path for c in "\n\r"):
+        raise ValueError(f"repository path must not contain line breaks: {path!r}")
+    return parts

@@ -1,0 +1,361 @@
+"""Git objects in the mirror: reading refs, trees, blobs and history; writing blobs and trees.
+
+Reads see the mirror as of the last fetch and take no lock: git objects never change and refs
+are updated atomically. Many objects are read with one `cat-file --batch` process, and a tree
+is rewritten only along the paths that changed, so costs follow the change, not the tree.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from blocks.gitrepo.errors import UnknownRef, check_path, full_ref
+from blocks.gitrepo.mirror import GitMirror
+from changeflow.ports import Commit
+
+__all__ = ["GitObjects"]
+
+_HEX_RE = re.compile(r"^[0-9a-f]{4,64}$")
+# A tree entry as `ls-tree` gives it: (mode, type, sha).
+TreeEntry = tuple[str, str, str]
+
+
+def _usable(paths: list[str]) -> list[str]:
+    """The distinct paths that can be named on a batch line (no line breaks, no NUL)."""
+    return [p for p in dict.fromkeys(paths) if p and not any(c in p for c in "\n\r\0")]
+
+
+class GitObjects(GitMirror):
+    """Reads refs, trees, blobs and history from the mirror, and writes blobs and trees to it."""
+
+    def __init__(self, url: str, cache_dir: Path | str, *, timeout: float = 300.0) -> None:
+        super().__init__(url, cache_dir, timeout=timeout)
+        self._empty_tree: str | None = None
+        self._known_commits: set[str] = set()
+
+    # ----------------------------------------------------------------------------- plumbing
+
+    def _cat_batch(self, names: list[str]) -> list[tuple[str, bytes] | None]:
+        """Read many objects with one `cat-file --batch`: (type, content) or None if missing."""
+        if not names:
+            return []
+        out = self._run("cat-file", "--batch", stdin="".join(f"{n}\n" for n in names).encode())[1]
+        results: list[tuple[str, bytes] | None] = []
+        pos = 0
+        for _ in names:
+            end = out.index(b"\n", pos)
+            header = out[pos:end].decode("utf-8", "replace")
+            pos = end + 1
+            fields = header.rsplit(" ", 2)
+            if len(fields) == 3 and fields[2].isdigit():
+                size = int(fields[2])
+                results.append((fields[1], out[pos : pos + size]))
+                pos += size + 1  # the content is followed by a newline
+            else:
+                results.append(None)  # "<name> missing" or "<name> ambiguous"
+        return results
+
+    def _peel_pairs(self, pairs: list[tuple[str, str]]) -> list[str | None]:
+        """Peel each (name, kind) to an object of that kind with one process; None if not."""
+        found = self._run(
+            "cat-file",
+            "--batch-check=%(objectname) %(objecttype)",
+            stdin="".join(f"{name}^{{{kind}}}\n" for name, kind in pairs).encode(),
+        )[1].decode()
+        shas: list[str | None] = []
+        for (_, kind), line in zip(pairs, found.splitlines(), strict=True):
+            sha, _, got = line.rpartition(" ")
+            shas.append(sha if got == kind else None)
+        return shas
+
+    def _head_and_tree(self, ref: str) -> tuple[str | None, str | None]:
+        """The commit a full ref points at and its tree, with one process."""
+        commit, tree = self._peel_pairs([(ref, "commit"), (ref, "tree")])
+        return commit, tree if commit else None
+
+    def _ref_value(self, ref: str) -> str | None:
+        """The raw value of a full ref in the mirror (a tag object for annotated tags)."""
+        status, out, _ = self._run("rev-parse", "--verify", "--quiet", ref, check=False)
+        return out.decode().strip() if status == 0 else None
+
+    def _commit_of(self, ref: str) -> str:
+        # A commit sha seen before needs no process: reads inside `commit` stay cheap.
+        if ref in self._known_commits:
+            return ref
+        sha = self.resolve(ref)
+        if sha is None:
+            raise UnknownRef(f"unknown ref {ref!r}")
+        self._remember(sha)
+        return sha
+
+    def _remember(self, sha: str) -> None:
+        if len(self._known_commits) > 4096:
+            self._known_commits.clear()
+        self._known_commits.add(sha)
+
+    def _ls_tree(self, tree: str) -> dict[str, TreeEntry]:
+        out = self._run("ls-tree", "-z", tree)[1]
+        entries: dict[str, TreeEntry] = {}
+        for record in out.split(b"\0"):
+            if not record:
+                continue
+            meta, _, name = record.partition(b"\t")
+            mode, kind, sha = meta.decode().split(" ")
+            entries[name.decode("utf-8")] = (mode, kind, sha)
+        return entries
+
+    def _mktree(self, entries: dict[str, TreeEntry]) -> str:
+        body = b"".join(
+            f"{mode} {kind} {sha}\t{name}\0".encode() for name, (mode, kind, sha) in entries.items()
+        )
+        return self._text("mktree", "-z", stdin=body)
+
+    def _hash_blobs(self, blobs: list[bytes]) -> list[str]:
+        """Write blobs into the mirror with one `hash-object` process; return their shas."""
+        if not blobs:
+            return []
+        with tempfile.TemporaryDirectory(dir=self.cache_dir, prefix=".blobs-") as tmp:
+            paths = []
+            for i, data in enumerate(blobs):
+                path = Path(tmp) / str(i)
+                path.write_bytes(data)
+                paths.append(str(path))
+            out = self._text(
+                "hash-object",
+                "-w",
+                "--no-filters",
+                "--stdin-paths",
+                stdin="\n".join(paths).encode(),
+            )
+        return out.split()
+
+    def _build_tree(self, tree: str | None, node: dict[str, Any]) -> str | None:
+        """Apply `node` (name → blob sha, None to delete, or a sub-node) to `tree`.
+
+        Only the trees on changed paths are read and written; returns None for an empty tree.
+        """
+        entries = self._ls_tree(tree) if tree else {}
+        before = dict(entries)
+        for name, change in node.items():
+            current = entries.get(name)
+            if isinstance(change, dict):
+                child = current[2] if current and current[1] == "tree" else None
+                new = self._build_tree(child, change)
+                if new is None:
+                    entries.pop(name, None)
+                else:
+                    entries[name] = ("040000", "tree", new)
+            elif change is None:
+                entries.pop(name, None)
+            else:
+                mode = current[0] if current and current[1] == "blob" else "100644"
+                entries[name] = (mode, "blob", change)
+        if not entries:
+            return None
+        if tree and entries == before:
+            return tree
+        return self._mktree(entries)
+
+    def _write_tree(self, base: str | None, changes: Mapping[str, bytes | None]) -> str:
+        """Write the tree of `base` with `changes` applied (path → content, None deletes)."""
+        written = [(p, d) for p, d in sorted(changes.items()) if d is not None]
+        shas = dict(
+            zip([p for p, _ in written], self._hash_blobs([d for _, d in written]), strict=True)
+        )
+        root: dict[str, Any] = {}
+        for path in sorted(changes):
+            parts = check_path(path)
+            node = root
+            for part in parts[:-1]:
+                child = node.setdefault(part, {})
+                if not isinstance(child, dict):
+                    raise ValueError(f"{path!r} is below the file {part!r} written too")
+                node = child
+            if isinstance(node.get(parts[-1]), dict):
+                raise ValueError(f"{path!r} is written both as a file and as a folder")
+            node[parts[-1]] = shas.get(path)
+        return self._build_tree(base, root) or self._empty()
+
+    def _empty(self) -> str:
+        if self._empty_tree is None:
+            self._empty_tree = self._mktree({})
+        return self._empty_tree
+
+    # ------------------------------------------------------------------------------- reads
+
+    def resolve(self, ref: str) -> str | None:
+        """Return the commit sha of a branch, tag, full ref or commit, or None if missing.
+
+        Branches win over tags of the same name. Looks at the mirror as last fetched.
+        """
+        if not ref or any(c in ref for c in "\n\r\0"):
+            return None
+        candidates = [ref] if ref.startswith("refs/") else [f"refs/heads/{ref}", f"refs/tags/{ref}"]
+        if _HEX_RE.match(ref):
+            candidates.append(ref)
+        found = self._peel_pairs([(name, "commit") for name in candidates])
+        return next((sha for sha in found if sha), None)
+
+    def ref_value(self, ref: str) -> str | None:
+        """Return what a full ref holds in the mirror (a tag object for annotated tags), or None.
+
+        This is the value a compare-and-swap (`set_ref`, `delete_ref`) expects.
+        """
+        return self._ref_value(full_ref(ref))
+
+    def branches(self) -> list[str]:
+        """Return the branch names in the mirror, sorted."""
+        out = self._text("for-each-ref", "--format=%(refname:lstrip=2)", "refs/heads/")
+        return sorted(out.splitlines())
+
+    def tags(self) -> dict[str, str]:
+        """Return tag name → commit sha (annotated tags peeled)."""
+        out = self._run(
+            "for-each-ref",
+            "--format=%(refname:lstrip=2)%09%(objectname)%09%(*objectname)",
+            "refs/tags/",
+        )[1].decode("utf-8")
+        tags = {}
+        for line in out.splitlines():
+            name, sha, peeled = line.split("\t")
+            tags[name] = peeled or sha
+        return tags
+
+    def tree_of(self, ref: str) -> str:
+        """Return the tree sha of a commit, branch or tag."""
+        return self._text("rev-parse", "--verify", f"{self._commit_of(ref)}^{{tree}}")
+
+    def list_files(self, ref: str, prefix: str | None = None) -> dict[str, str]:
+        """Return path → blob sha of every file at `ref` (only under folder `prefix` if given).
+
+        Raises:
+            UnknownRef: when `ref` does not resolve.
+        """
+        args = ["ls-tree", "-r", "-z", "--full-tree", self._commit_of(ref)]
+        if prefix:
+            args += ["--", prefix.rstrip("/") + "/"]
+        files = {}
+        for record in self._run(*args)[1].split(b"\0"):
+            if not record:
+                continue
+            meta, _, path = record.partition(b"\t")
+            _, kind, sha = meta.decode().split(" ")
+            if kind == "blob":
+                files[path.decode("utf-8")] = sha
+        return files
+
+    def read_files(self, ref: str, paths: list[str] | None = None) -> dict[str, bytes]:
+        """Return path → content for `paths` at `ref` (every file when None); missing are left out.
+
+        One `cat-file --batch` reads them all; with `paths` given the tree is not listed, so
+        the cost follows the number of paths.
+
+        Raises:
+            UnknownRef: when `ref` does not resolve.
+        """
+        commit = self._commit_of(ref)
+        if paths is None:
+            listing = self.list_files(commit)
+            names, objects = list(listing), list(listing.values())
+        else:
+            names = _usable(paths)
+            objects = [f"{commit}:{p}" for p in names]
+        found = self._cat_batch(objects)
+        return {n: r[1] for n, r in zip(names, found, strict=True) if r and r[0] == "blob"}
+
+    def diff(self, from_ref: str | None, to_ref: str) -> tuple[list[str], list[str], list[str]]:
+        """Return (modified, added, deleted) paths from `from_ref` to `to_ref`, each sorted.
+
+        `from_ref` None means an empty tree: everything at `to_ref` is added. A tree diff skips
+        identical subtrees, so the cost follows the changes, not the size of the tree.
+
+        Raises:
+            UnknownRef: when a ref does not resolve.
+        """
+        to = self._commit_of(to_ref)
+        if from_ref is None:
+            return [], sorted(self.list_files(to)), []
+        base = self._commit_of(from_ref)
+        out = self._run("diff-tree", "-r", "-z", "--no-renames", base, to)[1]
+        modified: list[str] = []
+        added: list[str] = []
+        deleted: list[str] = []
+        tokens = out.split(b"\0")
+        for meta, path in zip(tokens[::2], tokens[1::2], strict=False):
+            status = meta.decode().rsplit(" ", 1)[-1][:1]
+            name = path.decode("utf-8")
+            {"A": added, "D": deleted}.get(status, modified).append(name)
+        return sorted(modified), sorted(added), sorted(deleted)
+
+    def log(
+        self,
+        ref: str,
+        path: str | None = None,
+        since: str | None = None,
+        *,
+        exclude: str | None = None,
+        max_count: int | None = None,
+    ) -> list[Commit]:
+        """Return the commits reachable from `ref`, newest first, for audit trails.
+
+        Args:
+            ref: branch, tag or commit (unknown: an empty list).
+            path: only commits touching this path.
+            since: only commits after this date (anything `git log --since` accepts).
+            exclude: leave out commits reachable from this ref (`exclude..ref`).
+            max_count: at most this many commits.
+
+        Returns:
+            Each commit's sha, author ("name <email>"), date (ISO 8601) and message.
+        """
+        head = self.resolve(ref)
+        if head is None:
+            return []
+        args = ["log", "-z", "--format=%H%x1f%an <%ae>%x1f%aI%x1f%B", head]
+        if exclude is not None and (base := self.resolve(exclude)):
+            args.append(f"^{base}")
+        if since:
+            args.append(f"--since={since}")
+        if max_count is not None:
+            args.append(f"--max-count={max_count}")
+        if path:
+            args += ["--", path]
+        commits = []
+        for record in self._run(*args)[1].decode("utf-8", "replace").split("\0"):
+            if record.strip():
+                sha, author, date, message = record.lstrip("\n").split("\x1f", 3)
+                commits.append(
+                    Commit(commit=sha, author=author, date=date, message=message.strip())
+                )
+        return commits
+
+    def path_types(self, ref: str, paths: list[str]) -> dict[str, str]:
+        """Return path → object type ("blob", "tree") for those of `paths` present at `ref`."""
+        commit = self._commit_of(ref)
+        names = _usable(paths)
+        if not names:
+            return {}
+        out = self._run(
+            "cat-file",
+            "--batch-check=%(objecttype)",
+            stdin="".join(f"{commit}:{p}\n" for p in names).encode(),
+        )[1].decode("utf-8", "replace")
+        found = {}
+        for path, line in zip(names, out.splitlines(), strict=True):
+            if not line.endswith((" missing", " ambiguous")):
+                found[path] = line.strip()
+        return found
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        """Tell whether commit `ancestor` is reachable from `descendant`."""
+        status = self._run("merge-base", "--is-ancestor", ancestor, descendant, check=False)[0]
+        return status == 0
+
+    def parents(self, ref: str) -> list[str]:
+        """Return the parent commits of a commit."""
+        out = self._text("rev-list", "--parents", "-n", "1", self._commit_of(ref))
+        return out.split()[1:]

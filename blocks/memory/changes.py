@@ -1,0 +1,132 @@
+"""Change management and incidents in memory: CR records with their history, incident records.
+
+Like the git repo they stand in for, a CR's id is the next free number, allocated under a lock
+so concurrent filings never share one; each change that alters a record is one history entry,
+and writing a record as it already is changes nothing.
+"""
+
+from __future__ import annotations
+
+import builtins
+import secrets
+import threading
+from collections.abc import Callable
+
+from blocks.change_management import describe_change  # TEMP
+from changeflow.change_ids import format_change_id
+from changeflow.errors import BadInput
+from changeflow.incidents import Incident
+from changeflow.models import Approval, ChangeRequest, utcnow
+from changeflow.ports import Commit
+
+__all__ = ["MemoryChangeManagement", "MemoryIncidents"]
+
+DEFAULT_AUTHOR = "changeflow"
+
+
+class MemoryChangeManagement:
+    """Change requests and their history, held in memory.
+
+    Args:
+        name: names the store in the links it gives (`memory://<name>/changes/<id>`).
+    """
+
+    def __init__(self, name: str = "change-management") -> None:
+        self.name = name
+        self._records: dict[str, ChangeRequest] = {}
+        self._history: dict[str, builtins.list[Commit]] = {}
+        self._lock = threading.Lock()
+
+    def _record(self, cr: ChangeRequest, message: str, by: str | None) -> None:
+        """Store a CR's new content and its history entry (the lock is held)."""
+        self._records[cr.id] = cr
+        entry = Commit(
+            commit=secrets.token_hex(20),
+            author=by or DEFAULT_AUTHOR,
+            date=utcnow().isoformat(),
+            message=describe_change(cr, message, by),
+        )
+        self._history.setdefault(cr.id, []).insert(0, entry)
+
+    def create(
+        self,
+        draft: Callable[[str], ChangeRequest],
+        message: str = "change request created",
+        *,
+        by: str | None = None,
+    ) -> ChangeRequest:
+        """File the CR drafted for the next free id.
+
+        Raises:
+            BadInput: when the draft carries another id than the one it was given.
+        """
+        with self._lock:
+            numbers = [int(i.removeprefix("CHG")) for i in self._records]
+            change_id = format_change_id(max(numbers, default=0) + 1)
+            cr = draft(change_id)
+            if cr.id != change_id:
+                raise BadInput(f"the draft change request has id {cr.id}, not {change_id}")
+            self._record(cr, message, by)
+        return cr
+
+    def update(self, cr: ChangeRequest, message: str, *, by: str | None = None) -> ChangeRequest:
+        """Record a CR's new content as one change (none when it is unchanged).
+
+        Raises:
+            BadInput: when no CR has that id.
+        """
+        with self._lock:
+            stored = self._records.get(cr.id)
+            if stored is None:
+                raise BadInput(f"unknown change request {cr.id}")
+            if stored != cr:
+                self._record(cr, message, by)
+        return cr
+
+    def get(self, id: str) -> ChangeRequest:
+        """One CR.
+
+        Raises:
+            BadInput: when there is none with that id.
+        """
+        with self._lock:
+            found = self._records.get(id)
+        if found is None:
+            raise BadInput(f"unknown change request {id}")
+        return found
+
+    def list(self) -> builtins.list[ChangeRequest]:
+        """Every CR, in id order."""
+        with self._lock:
+            return [self._records[i] for i in sorted(self._records)]
+
+    def history(self, id: str) -> builtins.list[Commit]:
+        """Every change of one CR, newest first (none for an unknown id)."""
+        with self._lock:
+            return builtins.list(self._history.get(id, []))
+
+    def link(self, cr: ChangeRequest) -> str | None:
+        """Where the CR's record is."""
+        return f"memory://{self.name}/changes/{cr.id}"
+
+    def decision(self, id: str) -> Approval | None:
+        """The decision recorded on the CR itself, if any."""
+        return self.get(id).decision
+
+
+class MemoryIncidents:
+    """Incidents, open and closed, held in memory."""
+
+    def __init__(self) -> None:
+        self._incidents: dict[str, Incident] = {}
+        self._lock = threading.Lock()
+
+    def incidents(self) -> list[Incident]:
+        """Every incident, in id order."""
+        with self._lock:
+            return [self._incidents[i] for i in sorted(self._incidents)]
+
+    def put_incidents(self, incidents: list[Incident], message: str) -> None:
+        """Open or update incidents in one change."""
+        with self._lock:
+            self._incidents.update({i.id: i for i in incidents})

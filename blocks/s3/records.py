@@ -1,0 +1,125 @@
+"""Evidence records, asset records, the markers that link them, and deployment summaries.
+
+An evidence record is written only once its attachments are stored and verified, and an asset's
+marker only after the record, so a store that dies mid-run leaves nothing half-linked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from blocks.s3.attachments import Attachments
+from blocks.s3.layout import Layout
+from blocks.s3.objects import S3Objects
+from changeflow.canonical import digest
+from changeflow.errors import IntegrityError
+from changeflow.models import Asset, Evidence
+from changeflow.summary import EvidenceSummary
+
+__all__ = ["Records"]
+
+_JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class Records:
+    """The records of one locker, beside its attachments.
+
+    Attributes:
+        attachments: the locker's attachments (and through them its objects and layout).
+        concurrency: parallel requests for reads.
+    """
+
+    attachments: Attachments
+    concurrency: int
+
+    @property
+    def objects(self) -> S3Objects:
+        """The bucket's objects."""
+        return self.attachments.objects
+
+    @property
+    def layout(self) -> Layout:
+        """Where each record lives."""
+        return self.attachments.layout
+
+    def put_asset(self, asset: Asset) -> None:
+        """Store an asset record; the first record for a uri is the one kept."""
+        key = self.layout.asset(asset.id)
+        if key in self.attachments.known:
+            return
+        try:
+            self.objects.put_once(key, asset.to_json(), content_type=_JSON)
+        except IntegrityError:
+            # asset records are addressed by uri, not content: a later one may relate more
+            if Asset.model_validate_json(self.objects.get(key)).uri != asset.uri:
+                raise
+        self.attachments.known.add(key)
+
+    def put_evidence(self, evidence: Evidence, assets: Iterable[Asset] = ()) -> Evidence:
+        """Store a sealed evidence record, its assets and the per-asset markers.
+
+        Attachments must already be stored: the record is written only once they verify, and
+        the markers only after the record, so a reader never finds a dangling link.
+        """
+        sealed = evidence if evidence.id else evidence.sealed()
+        if not sealed.is_sealed():
+            raise IntegrityError(f"evidence {sealed.id} does not hash to its id")
+        for attachment in sealed.attachments:
+            self.attachments.check_stored(attachment)
+        for asset in assets:
+            self.put_asset(asset)
+        self.objects.put_once(self.layout.evidence(sealed.id), sealed.to_json(), content_type=_JSON)
+        for aid in sealed.assets:
+            self.objects.put_once(
+                self.layout.marker(aid, sealed.id), b"", content_type="application/octet-stream"
+            )
+        return sealed
+
+    def get_evidence(self, evidence_id: str) -> Evidence:
+        """Read an evidence record and check it still hashes to its id."""
+        raw = self.objects.get(self.layout.evidence(evidence_id))
+        try:
+            record = Evidence.model_validate_json(raw)
+        except ValueError as exc:
+            raise IntegrityError(f"evidence {evidence_id} is not a valid record") from exc
+        if record.id != evidence_id or not record.is_sealed():
+            raise IntegrityError(f"evidence {evidence_id} does not hash to its id")
+        return record
+
+    def evidence_ids(self, asset_id: str) -> list[str]:
+        """Ids of every evidence record about an asset: one LIST of its markers."""
+        prefix = self.layout.markers(asset_id)
+        return sorted(k.rsplit("/", 1)[1] for k in self.objects.list(prefix))
+
+    def evidence_ids_for_assets(self, asset_ids: Iterable[str]) -> dict[str, list[str]]:
+        """The evidence ids about each asset, listed with bounded concurrency."""
+        ids = sorted(set(asset_ids))
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            return dict(zip(ids, pool.map(self.evidence_ids, ids), strict=True))
+
+    def evidence_for_assets(self, asset_ids: Iterable[str]) -> dict[str, list[Evidence]]:
+        """Every evidence record about each asset, read with bounded concurrency."""
+        listed = self.evidence_ids_for_assets(asset_ids)
+        unique = sorted({e for found in listed.values() for e in found})
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            records = dict(zip(unique, pool.map(self.get_evidence, unique), strict=True))
+        return {aid: [records[e] for e in found] for aid, found in listed.items()}
+
+    def put_summary(self, summary: EvidenceSummary) -> tuple[str, str]:
+        """Store a deployment run's summary once; its url and sha256 digest."""
+        body = summary.to_json()
+        key = self.layout.summary(summary.scope)
+        self.objects.put_once(key, body, content_type=_JSON)
+        return self.objects.url(key), digest(body)
+
+    def get_summary(self, url: str, expected: str) -> EvidenceSummary:
+        """Read a summary by url and check it against the digest its CR holds."""
+        if not self.objects.holds(url):
+            raise IntegrityError(f"summary {url} is not in bucket {self.objects.bucket}")
+        body = self.objects.get(self.objects.key_of(url))
+        if digest(body) != expected:
+            raise IntegrityError(f"summary {url} does not match {expected}")
+        return EvidenceSummary.model_validate_json(body)

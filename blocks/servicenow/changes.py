@@ -1,0 +1,293 @@
+"""The ServiceNow change-management block: change requests as `change_request` records.
+
+ServiceNow numbers each record itself (`CHG0030001`), and that number is the change request's
+id. The table's fields carry what ServiceNow users look at (state, type, priority, plans, dates,
+close code); the full changeflow record is attached to the change request as
+`changeflow-cr.json` on every update (older versions stay attached), and each update appends a
+work note saying what changed, who and why, so the journal is the audit trail.
+`correlation_id` points at the attachment that holds the current version, and
+`correlation_display = changeflow` marks changeflow's records. A decision taken in ServiceNow
+itself (the record's `approval` set to approved or rejected) is read by `decision`.
+
+Uses the Table API (`/api/now/table/change_request`, `/api/now/table/sys_journal_field`) and the
+Attachment API (`/api/now/attachment/file`, `/api/now/attachment/{sys_id}/file`).
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable
+from typing import Literal
+
+from pydantic import HttpUrl, ValidationError
+
+from blocks.change_management import describe_change
+from blocks.servicenow.client import (
+    LOGO,
+    MARKER,
+    ServiceNowBlock,
+    ServiceNowError,
+    moment,
+    servicenow_time,
+)
+from changeflow.change_ids import is_change_id
+from changeflow.errors import BadInput, IntegrityError
+from changeflow.models import Approval, ChangeRequest, ChangeState, CloseCategory, Priority
+from changeflow.ports import Commit
+
+__all__ = [
+    "ATTACHMENT_NAME",
+    "PRIORITIES",
+    "STATES",
+    "ServiceNowChangeManagement",
+    "change_fields",
+]
+
+ATTACHMENT_NAME = "changeflow-cr.json"
+_TABLE = "change_request"
+_PATH = f"/api/now/table/{_TABLE}"
+# A placeholder id for the draft built before ServiceNow has numbered the record.
+_PLACEHOLDER = "CHG0000000"
+# The `approval` values that are a decision; "not requested" and "requested" are not (yet).
+_DECISIONS: dict[str, Literal["approved", "rejected"]] = {
+    "approved": "approved",
+    "rejected": "rejected",
+}
+
+STATES: dict[ChangeState, str] = {
+    ChangeState.new: "-5",
+    ChangeState.assess: "-4",
+    ChangeState.authorize: "-3",
+    ChangeState.scheduled: "-2",
+    ChangeState.implement: "-1",
+    ChangeState.review: "0",
+    ChangeState.closed: "3",
+    ChangeState.cancelled: "4",
+}
+PRIORITIES: dict[Priority, str] = {
+    Priority.critical: "1",
+    Priority.high: "2",
+    Priority.moderate: "3",
+    Priority.low: "4",
+    Priority.planning: "5",
+}
+# ServiceNow's close codes; a cancelled change has none (its state says it).
+_CLOSE_CODES: dict[CloseCategory, str] = {
+    CloseCategory.successful: "successful",
+    CloseCategory.successful_issues: "successful_issues",
+    CloseCategory.unsuccessful: "unsuccessful",
+    CloseCategory.cancelled: "",
+}
+
+
+def change_fields(cr: ChangeRequest) -> dict[str, str]:
+    """Map a change request onto `change_request` fields (no id: ServiceNow numbers it)."""
+    reasons = "\n".join(f"- {r}" for r in cr.readiness_reasons) or "every required check passed"
+    description = cr.description or f"Deploy {len(cr.delta)} changed entries"
+    return {
+        "short_description": f"changeflow: deploy to {cr.environment} / {cr.region}"[:160],
+        "description": (
+            f"{description}\n\nDeployment ready: {'yes' if cr.deployment_ready else 'no'}\n"
+            f"{reasons}\n\nEvidence summary: {cr.evidence_summary_url or '(none)'} "
+            f"{cr.evidence_summary_sha256 or ''}".rstrip()
+        ),
+        "type": cr.type.value,
+        "state": STATES[cr.state],
+        "priority": PRIORITIES[cr.priority],
+        "justification": cr.purpose,
+        "risk_impact_analysis": cr.impact,
+        "implementation_plan": "\n".join(f"- {name}" for name in cr.delta)
+        + "".join(f"\n- delete {name}" for name in cr.deletions),
+        "backout_plan": cr.backout_plan,
+        "start_date": servicenow_time(cr.planned_start),
+        "end_date": servicenow_time(cr.planned_end),
+        "close_code": _CLOSE_CODES[cr.close_category] if cr.close_category else "",
+        "close_notes": cr.close_notes,
+    }
+
+
+class ServiceNowChangeManagement(ServiceNowBlock):
+    """Change requests kept in ServiceNow's `change_request` table.
+
+    Attributes:
+        instance_url: e.g. `https://example.service-now.com`.
+        username: API user for basic auth (with `password`).
+        password: that user's password.
+        token: an OAuth bearer token, instead of username and password.
+        timeout: seconds per request.
+    """
+
+    _block_type_name = "changeflow ServiceNow Change Management"
+    _block_type_slug = "changeflow-servicenow-change-management"
+    _logo_url = LOGO
+    _documentation_url = HttpUrl(
+        "https://developer.servicenow.com/dev.do#!/reference/api/latest/rest/c_TableAPI"
+    )
+    _code_example = """
+    ```python
+    from blocks.servicenow import ServiceNowChangeManagement
+
+    changes = ServiceNowChangeManagement.load("BLOCK_NAME")
+    cr = changes.get("CHG0030001")
+    print(changes.history(cr.id))
+    ```
+    """
+    _description = (
+        "changeflow change requests in ServiceNow's change_request table, with the full record "
+        "attached as changeflow-cr.json and a work note per update."
+    )
+
+    def _find(self, id: str) -> dict[str, str] | None:
+        if not is_change_id(id):
+            return None
+        found = self.rows(_TABLE, f"number={id}", limit=1)
+        return found[0] if found else None
+
+    def _own(self, id: str) -> dict[str, str]:
+        row = self._find(id)
+        if row is None or row.get("correlation_display") != MARKER:
+            raise BadInput(f"unknown change request {id}")
+        return row
+
+    def _attach(self, sys_id: str, cr: ChangeRequest) -> str:
+        meta = self.result(
+            "POST",
+            "/api/now/attachment/file",
+            params={"table_name": _TABLE, "table_sys_id": sys_id, "file_name": ATTACHMENT_NAME},
+            content=cr.to_json() + b"\n",
+            headers={"Content-Type": "application/json"},
+        )
+        return str(meta["sys_id"])
+
+    def _record(self, row: dict[str, str]) -> ChangeRequest:
+        number, pointer = row.get("number", ""), row.get("correlation_id", "")
+        if row.get("correlation_display") != MARKER or not pointer:
+            raise IntegrityError(f"{number} in ServiceNow has no changeflow record attached")
+        response = self.call("GET", f"/api/now/attachment/{pointer}/file", missing_ok=True)
+        if response is None:
+            raise IntegrityError(f"{number}: its changeflow record {pointer} is gone")
+        try:
+            cr = ChangeRequest.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise IntegrityError(
+                f"{number}: attachment {pointer} is not a change request: {exc.errors()[0]['msg']}"
+            ) from None
+        if cr.id != number:
+            raise IntegrityError(f"{number}: attachment {pointer} holds {cr.id}")
+        return cr
+
+    def _store(self, sys_id: str, cr: ChangeRequest, message: str, by: str | None) -> None:
+        # Attach first, then point the record at it in the same PATCH that writes the work
+        # note: a reader sees the old version or the new one, never a half-written one.
+        pointer = self._attach(sys_id, cr)
+        body = {
+            **change_fields(cr),
+            "correlation_id": pointer,
+            "correlation_display": MARKER,
+            "work_notes": describe_change(cr, message, by),
+        }
+        self.call("PATCH", f"{_PATH}/{sys_id}", json=body)
+
+    # --------------------------------------------------------------------- the port
+
+    def create(
+        self,
+        draft: Callable[[str], ChangeRequest],
+        message: str = "change request created",
+        *,
+        by: str | None = None,
+    ) -> ChangeRequest:
+        """File a new change request; ServiceNow's number becomes its id.
+
+        Args:
+            draft: builds the record for a given id (called twice: once to check it, once
+                with the number ServiceNow assigned).
+            message: why, for the first work note.
+            by: who, named in the work note.
+
+        Returns:
+            The record as stored.
+        """
+        row = self.result("POST", _PATH, json=change_fields(draft(_PLACEHOLDER)))
+        number, sys_id = str(row.get("number", "")), str(row["sys_id"])
+        if not is_change_id(number):
+            raise ServiceNowError(f"ServiceNow numbered the change request {number!r}, not CHG+7")
+        cr = draft(number)
+        if cr.id != number:
+            raise BadInput(f"the draft change request has id {cr.id}, not {number}")
+        self._store(sys_id, cr, message, by)
+        return cr
+
+    def update(self, cr: ChangeRequest, message: str, *, by: str | None = None) -> ChangeRequest:
+        """Store a change request's new state: fields, a new attachment and a work note.
+
+        Writing the state already stored changes nothing.
+
+        Raises:
+            BadInput: when no change request has that id.
+        """
+        row = self._own(cr.id)
+        if self._record(row) != cr:
+            self._store(row["sys_id"], cr, message, by)
+        return cr
+
+    def get(self, id: str) -> ChangeRequest:
+        """Return a change request.
+
+        Raises:
+            BadInput: when there is none with that id.
+        """
+        return self._record(self._own(id))
+
+    def list(self) -> builtins.list[ChangeRequest]:
+        """Return every changeflow change request, sorted by id."""
+        rows = self.rows(_TABLE, f"correlation_display={MARKER}^ORDERBYnumber")
+        return sorted((self._record(row) for row in rows), key=lambda cr: cr.id)
+
+    def history(self, id: str) -> builtins.list[Commit]:
+        """Return the work notes of a change request, newest first; empty for an unknown id.
+
+        Each is a `Commit` whose `commit` is the journal entry's sys_id and `date` ISO 8601 UTC.
+        """
+        row = self._find(id)
+        if row is None:
+            return []
+        return [
+            Commit(
+                commit=note["sys_id"],
+                author=note.get("sys_created_by", ""),
+                date=_iso(note.get("sys_created_on", "")),
+                message=note.get("value", "").strip(),
+            )
+            for note in self.work_notes(row["sys_id"])
+        ]
+
+    def link(self, cr: ChangeRequest) -> str:
+        """The change request's form on the instance (found by its number)."""
+        return f"{self.where}/change_request.do?sysparm_query=number={cr.id}"
+
+    def decision(self, id: str) -> Approval | None:
+        """The decision taken in ServiceNow: the record's `approval`, approved or rejected.
+
+        The approver is the user who last updated the record (`sys_updated_by`), when it was
+        decided `sys_updated_on`; None while the approval is not requested or requested.
+
+        Raises:
+            BadInput: when there is no changeflow change request with that id.
+        """
+        row = self._own(id)
+        decided = _DECISIONS.get(row.get("approval", ""))
+        if decided is None:
+            return None
+        approval = Approval(
+            by=row.get("sys_updated_by") or "servicenow",
+            decision=decided,
+            comment=f"{decided} in ServiceNow",
+        )
+        when = moment(row.get("sys_updated_on", ""))
+        return approval.model_copy(update={"date": when}) if when else approval
+
+
+def _iso(stamp: str) -> str:
+    when = moment(stamp)
+    return when.isoformat() if when else stamp
