@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from changeflow.canonical import DIGEST_PATTERN, canonical_json, sha256_hex
+from changeflow.change_ids import CHANGE_ID_PATTERN
 
 __all__ = [
     "Approval",
@@ -307,7 +308,7 @@ class ChangeLogEntry(Record):
 class ChangeRequest(Record):
     """A change request for one deployment to one environment and region."""
 
-    id: str = Field(pattern=r"^CHG\d{7}$")
+    id: str = Field(pattern=CHANGE_ID_PATTERN)
     environment: str
     region: str
     type: ChangeType = ChangeType.standard

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 import pytest
+from pydantic import SecretStr
+from servicenow_fake import ServiceNowFake
 from stack_support import S3Server, new_bucket, race
 
 from blocks.change_management import GitChangeManagement
@@ -28,6 +30,7 @@ from blocks.memory import (
     MemoryIncidents,
     MemoryInventory,
 )
+from blocks.servicenow import ServiceNowChangeManagement, ServiceNowIncidents
 from changeflow.canonical import digest
 from changeflow.errors import BadInput, IntegrityError, NotReady
 from changeflow.evidence import make_evidence
@@ -148,11 +151,23 @@ def inventory(request: pytest.FixtureRequest, tmp_path: Path) -> Opened[Inventor
     return Opened(open_git(), open_git)
 
 
-@pytest.fixture(params=["git", "memory"])
+def _servicenow(request: pytest.FixtureRequest) -> Callable[[], ServiceNowChangeManagement]:
+    """A fresh ServiceNow (the local fake of its documented API) numbering from CHG0000001."""
+    fake = ServiceNowFake(first_number=1).start()
+    request.addfinalizer(fake.stop)
+    return lambda: ServiceNowChangeManagement(
+        instance_url=fake.url, username=fake.username, password=SecretStr(fake.password)
+    )
+
+
+@pytest.fixture(params=["git", "servicenow", "memory"])
 def changes(request: pytest.FixtureRequest, tmp_path: Path) -> Opened[ChangeManagement]:
     if request.param == "memory":
         memory = MemoryChangeManagement()
         return Opened(memory, lambda: memory)
+    if request.param == "servicenow":
+        open_servicenow = _servicenow(request)
+        return Opened(open_servicenow(), open_servicenow)
     url, count = _git_url(tmp_path, "changes"), iter(range(1000))
 
     def open_git() -> ChangeManagement:
@@ -162,10 +177,12 @@ def changes(request: pytest.FixtureRequest, tmp_path: Path) -> Opened[ChangeMana
     return Opened(open_git(), open_git)
 
 
-@pytest.fixture(params=["git", "memory"])
+@pytest.fixture(params=["git", "servicenow", "memory"])
 def incidents(request: pytest.FixtureRequest, tmp_path: Path) -> IncidentStore:
     if request.param == "memory":
         return MemoryIncidents()
+    if request.param == "servicenow":
+        return ServiceNowIncidents.on_instance_of(_servicenow(request)())
     return GitIncidents(remote_url=_git_url(tmp_path, "changes"), cache_dir=str(tmp_path / "c"))
 
 
@@ -471,20 +488,21 @@ def test_labels_mark_commits(inventory: Opened[Inventory]) -> None:
 
 
 def test_a_label_is_created_by_one_writer_only(inventory: Opened[Inventory]) -> None:
-    head = inventory.store.add_entries([_entry("app-a")])
+    # each writer labels another commit: a lost compare-and-swap would show as a moved label
+    commits = [inventory.store.add_entries([_entry("app-a", f"1.0.{i}")]) for i in range(4)]
 
     def claim(i: int, store: Inventory) -> str | BadInput:
         # a refusal is an answer, not a crash: the other writers still race to the end
         try:
-            return store.add_label("run-1", "master")
+            return store.add_label("run-1", commits[i] or "")
         except BadInput as exc:
             return exc
 
     answers, errors = race(4, lambda i: inventory.another(), claim)
     assert errors == []
-    assert [a for a in answers if not isinstance(a, BadInput)] == [head]
-    assert len([a for a in answers if isinstance(a, BadInput)]) == 3
-    assert inventory.another().labels() == {"run-1": head}
+    won = [a for a in answers if not isinstance(a, BadInput)]
+    assert len(won) == 1 and len(answers) == 4
+    assert inventory.another().labels() == {"run-1": won[0]}
 
 
 # -- change management ----------------------------------------------------------------------
