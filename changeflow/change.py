@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
 from changeflow.delta import Delta
 from changeflow.errors import BadInput
@@ -25,14 +26,18 @@ from changeflow.summary import EvidenceSummary
 
 __all__ = [
     "TRANSITIONS",
+    "ChangeEvent",
     "awaiting_approval",
+    "cancel",
     "carry_on_with",
+    "change_event",
     "close",
     "closing_category",
     "deploy_pipeline",
     "deployed_by",
     "deployed_regions",
     "draft_change_request",
+    "note",
     "record_decision",
     "resumable",
     "transition",
@@ -61,6 +66,25 @@ def transition(cr: ChangeRequest, to: ChangeState, *, by: str, why: str) -> Chan
         raise BadInput(f"{cr.id} is {cr.state.value}: it cannot move to {to.value}")
     entry = {"from": cr.state.value, "to": to.value, "by": by, "date": utcnow().isoformat()}
     return cr.model_copy(update={"state": to, "history": [*cr.history, {**entry, "why": why}]})
+
+
+def note(cr: ChangeRequest, event: str) -> ChangeRequest:
+    """Record something that happened to a CR without moving it (a wait, a late decision)."""
+    return cr.model_copy(
+        update={"history": [*cr.history, {"event": event, "date": utcnow().isoformat()}]}
+    )
+
+
+def cancel(cr: ChangeRequest, *, by: str, why: str, notes: str = "") -> ChangeRequest:
+    """Cancel a CR that did not go ahead (rejected, or refused outside its change window).
+
+    Raises:
+        BadInput: when the CR is past the point where it can be cancelled.
+    """
+    cancelled = transition(cr, ChangeState.cancelled, by=by, why=why)
+    return cancelled.model_copy(
+        update={"close_category": CloseCategory.cancelled, "close_notes": notes}
+    )
 
 
 def draft_change_request(
@@ -158,13 +182,37 @@ def record_decision(cr: ChangeRequest, approval: Approval) -> ChangeRequest:
         f": {approval.comment}" if approval.comment else ""
     )
     if cr.state is ChangeState.review:
-        return cr.model_copy(
-            update={"history": [*cr.history, {"event": why, "date": utcnow().isoformat()}]}
-        )
+        return note(cr, why)
     if approval.decision == "approved":
         return transition(cr, ChangeState.scheduled, by=approval.by, why=why)
-    cancelled = transition(cr, ChangeState.cancelled, by=approval.by, why=why)
-    return cancelled.model_copy(update={"close_category": CloseCategory.cancelled})
+    return cancel(cr, by=approval.by, why=why)
+
+
+class ChangeEvent(NamedTuple):
+    """An event a change to a CR calls for: its name below `changeflow.`, and its payload."""
+
+    name: str
+    payload: dict[str, Any]
+
+
+def change_event(before: ChangeRequest | None, after: ChangeRequest) -> ChangeEvent | None:
+    """The event that announces a change to a CR, or None for a change nobody reacts to.
+
+    A new CR is `created`; a new decision is `approved` or `rejected` (by whom, and whether
+    automatically); a CR that stops being open otherwise is `closed`. Moving along the
+    lifecycle, recording a wait or the deployment's evidence announces nothing.
+    """
+    if before is None:
+        return ChangeEvent("change_request.created", {})
+    if len(after.approvals) > len(before.approvals):
+        decided = after.approvals[-1]
+        payload: dict[str, Any] = {"by": decided.by}
+        if decided.automatic:
+            payload["automatic"] = True
+        return ChangeEvent(f"change_request.{decided.decision}", payload)
+    if before.is_open and not after.is_open:
+        return ChangeEvent("change_request.closed", {})
+    return None
 
 
 def close(cr: ChangeRequest, category: CloseCategory, *, by: str, notes: str = "") -> ChangeRequest:
@@ -201,21 +249,33 @@ _UNFINISHED = (
 
 
 def resumable(
-    crs: list[ChangeRequest], environment: str, region: str, head: str, previous: str | None
+    crs: list[ChangeRequest],
+    environment: str,
+    region: str,
+    head: str,
+    previous: str | None,
+    run_id: str | None = None,
 ) -> ChangeRequest | None:
-    """The unfinished CR for deploying `head` to a region, which a rerun carries on with.
+    """The unfinished CR a deploy run of a region carries on with.
 
-    It was filed against the region's label at `previous`, or the label already moved to `head`
-    (the run got past the deployment but not to closing the CR).
+    First the one this very run (`run_id`) left waiting, as a run rescheduled to its change
+    window is run again, whatever the environment's branch holds by then. Else the one for
+    deploying `head`, filed against the region's label at `previous`, or with the label
+    already moved to `head` (a run got past the deployment but not to closing the CR).
     """
-    unfinished = [
+    placed = [
         cr
         for cr in crs
-        if (cr.environment, cr.region, cr.inventory_commit) == (environment, region, head)
-        and previous in (cr.previous_inventory_commit, head)
-        and cr.state in _UNFINISHED
+        if (cr.environment, cr.region) == (environment, region) and cr.state in _UNFINISHED
     ]
-    return unfinished[-1] if unfinished else None
+    mine = [cr for cr in placed if run_id and cr.flow_run_id == run_id]
+    same = [
+        cr
+        for cr in placed
+        if cr.inventory_commit == head and previous in (cr.previous_inventory_commit, head)
+    ]
+    found = mine or same
+    return found[-1] if found else None
 
 
 def deploy_pipeline(environment: str, region: str) -> str:

@@ -27,6 +27,7 @@ __all__ = [
     "expand_command",
     "load_app_config",
     "load_environments",
+    "parse_environments",
 ]
 
 
@@ -121,6 +122,19 @@ class Environments(_Strict):
             )
         return spec
 
+    def strictest_grace_periods(self) -> GracePeriods:
+        """The shortest grace period of each severity over every environment.
+
+        What CI gives the incidents it opens: it records entries on `master`, which feeds every
+        environment, so a finding is due as soon as the strictest environment wants it fixed.
+        With no environment configured, the default grace periods.
+        """
+        periods = [spec.grace_periods for spec in self.environments.values()]
+        if not periods:
+            return GracePeriods()
+        fields = GracePeriods.model_fields
+        return GracePeriods(**{name: min(getattr(p, name) for p in periods) for name in fields})
+
 
 def _load(text: str, where: str, model: type[BaseModel]) -> Any:
     try:
@@ -131,7 +145,9 @@ def _load(text: str, where: str, model: type[BaseModel]) -> Any:
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"]) or "(top)"
-        raise BadInput(f"{where}: {loc}: {first['msg']}") from exc
+        # a model's own check says "Value error, <why>": the why is the message
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise BadInput(f"{where}: {loc}: {message}") from exc
 
 
 def load_app_config(path: Path) -> AppConfig:
@@ -143,10 +159,23 @@ def load_app_config(path: Path) -> AppConfig:
 
 
 def load_environments(path: Path) -> Environments:
-    """Load and validate an `environments.toml`."""
+    """Load and validate an `environments.toml`.
+
+    Raises:
+        BadInput: when the file is missing or malformed.
+    """
     if not path.is_file():
         raise BadInput(f"no environments file at {path}")
-    config: Environments = _load(path.read_text("utf-8"), str(path), Environments)
+    return parse_environments(path.read_text("utf-8"), str(path))
+
+
+def parse_environments(text: str, where: str = "environments.toml") -> Environments:
+    """Parse and validate the text of an `environments.toml`.
+
+    Raises:
+        BadInput: one line naming the file and the field that is wrong.
+    """
+    config: Environments = _load(text, where, Environments)
     return config
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "PromotionRequest",
     "RecordStores",
     "deployment_spec",
+    "project_environments",
 ]
 
 # a git branch name, loosely: what an inventory branch may be called
@@ -36,15 +37,31 @@ BRANCH_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/\-]*$"
 CHANGE_REQUEST_PATTERN = r"^(CHG\d{7})?$"
 
 
+def _environments_file(path: str = "") -> Path | None:
+    chosen = path or Settings.from_env().environments_file
+    return Path(chosen) if chosen else None
+
+
+def project_environments(path: str = "") -> Environments:
+    """The project's environments: the file `path`, else `CHANGEFLOW_ENVIRONMENTS`.
+
+    None configured: no environments.
+
+    Raises:
+        BadInput: when the file is missing or malformed.
+    """
+    file = _environments_file(path)
+    return load_environments(file) if file else Environments()
+
+
 def _places() -> dict[str, list[str]]:
     """Each environment of `CHANGEFLOW_ENVIRONMENTS` with its regions, sorted by name.
 
     Empty when the variable is unset or the file unreadable: the forms then take free text, and
     the deploy flow reports the file's problem when it loads it.
     """
-    path = Settings.from_env().environments_file
     try:
-        environments = load_environments(Path(path)) if path else Environments()
+        environments = project_environments()
     except BadInput:
         return {}
     return {name: list(spec.regions) for name, spec in sorted(environments.environments.items())}
@@ -60,15 +77,14 @@ def _optional_environment_choices(schema: dict[str, Any]) -> None:
         schema["enum"] = ["", *places]
 
 
-def _region_choices(schema: dict[str, Any]) -> None:
+def _deployment_choices(schema: dict[str, Any]) -> None:
+    # one reading of the file for the whole form: the environments, the regions, and (JSON
+    # Schema's if/then) each environment tied to its own regions, so the API refuses a region
+    # the chosen environment does not deploy to
     if places := _places():
-        schema["enum"] = sorted({r for regions in places.values() for r in regions})
-
-
-def _regions_per_environment(schema: dict[str, Any]) -> None:
-    # JSON Schema's if/then ties each environment to its own regions, so the API refuses a
-    # region the chosen environment does not deploy to
-    if places := _places():
+        fields = schema["properties"]
+        fields["environment"]["enum"] = list(places)
+        fields["region"]["enum"] = sorted({r for regions in places.values() for r in regions})
         schema["allOf"] = [
             {
                 "if": {"properties": {"environment": {"const": name}}},
@@ -155,16 +171,12 @@ class PromotionRequest(BaseModel):
 class DeploymentRequest(BaseModel):
     """Deploy what changed in an environment to one of its regions, under a change request."""
 
-    model_config = ConfigDict(json_schema_extra=_regions_per_environment)
+    model_config = ConfigDict(json_schema_extra=_deployment_choices)
 
     environment: str = Field(
-        pattern=BRANCH_PATTERN,
-        description="The environment (an inventory branch).",
-        json_schema_extra=_environment_choices,
+        pattern=BRANCH_PATTERN, description="The environment (an inventory branch)."
     )
-    region: str = Field(
-        min_length=1, description="The region to deploy to.", json_schema_extra=_region_choices
-    )
+    region: str = Field(min_length=1, description="The region to deploy to.")
     command: list[str] = Field(
         default_factory=list, description="The deploy command, overriding the environments file."
     )
@@ -183,14 +195,20 @@ class DeploymentRequest(BaseModel):
 
 
 def deployment_spec(request: DeploymentRequest) -> EnvironmentSpec:
-    """The environment's deployment spec, from the environments file or the request's command.
+    """Check a deployment request against the project: the one check, made once per run.
+
+    The environment and region must be in the environments file (when one is configured), and
+    a deploy command must come from it or from the request.
+
+    Returns:
+        How the environment is deployed, the request's command in place of the file's.
 
     Raises:
         BadInput: for an unknown environment or region, or when no deploy command is configured.
     """
-    path = request.environments_file or Settings.from_env().environments_file
-    if path:
-        spec = load_environments(Path(path)).get(request.environment, request.region)
+    file = _environments_file(request.environments_file)
+    if file:
+        spec = load_environments(file).get(request.environment, request.region)
     else:
         spec = EnvironmentSpec(regions=[request.region])
     if request.command:

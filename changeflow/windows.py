@@ -1,18 +1,18 @@
 """Change windows: when each environment may be deployed to, and the freezes that override them.
 
-A calendar is read from a TOML file (`windows.toml`) with one table per environment:
+An environment's windows are part of its entry in the `environments.toml` the deploy flow reads:
 
 ```toml
-[environments.prod]
+[environments.prod.change_windows]
 timezone = "Europe/Berlin"      # IANA name; the windows' times are wall-clock times there
 outside_window = "wait"         # wait | refuse
 
-[[environments.prod.windows]]
+[[environments.prod.change_windows.windows]]
 days = ["tue", "thu"]
 start = "22:00"
 end = "02:00"                   # an end at or before the start runs past midnight
 
-[[environments.prod.freezes]]
+[[environments.prod.change_windows.freezes]]
 start = 2026-12-20T00:00:00+01:00
 end = 2027-01-04T00:00:00+01:00
 reason = "year-end freeze"
@@ -24,19 +24,16 @@ exempt from windows and freezes alike, and the decision says so.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from enum import StrEnum
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -45,16 +42,13 @@ from pydantic import (
 from changeflow.errors import BadInput
 
 __all__ = [
-    "Calendar",
     "Day",
     "EnvironmentWindows",
     "Freeze",
     "WeeklyWindow",
     "WindowDecision",
     "decide_window",
-    "load_calendar",
     "outside_windows",
-    "parse_calendar",
 ]
 
 # How far ahead the next opening is looked for, beyond the last freeze's end.
@@ -157,12 +151,6 @@ class EnvironmentWindows(_Strict):
         return ZoneInfo(self.timezone)
 
 
-class Calendar(_Strict):
-    """Every environment's change windows; an environment not named here is always open."""
-
-    environments: dict[str, EnvironmentWindows] = Field(default_factory=dict)
-
-
 class WindowDecision(BaseModel):
     """May a deployment start now, and if not, when.
 
@@ -182,40 +170,10 @@ class WindowDecision(BaseModel):
 
     @property
     def action(self) -> Literal["proceed", "wait", "refuse"]:
-        """What the deploy flow does: go ahead, sleep until `wait_until`, or refuse."""
+        """What the deploy flow does: go ahead, wait until `wait_until`, or refuse."""
         if self.allowed:
             return "proceed"
         return "wait" if self.wait_until is not None else "refuse"
-
-
-def parse_calendar(text: str, where: str = "windows.toml") -> Calendar:
-    """Parse and validate a calendar's TOML.
-
-    Raises:
-        BadInput: one line naming the file and the field that is wrong.
-    """
-    try:
-        data: Any = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise BadInput(f"{where}: not valid TOML: {exc}") from exc
-    try:
-        return Calendar.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"]) or "(top)"
-        message = str(first["msg"]).removeprefix("Value error, ")
-        raise BadInput(f"{where}: {loc}: {message}") from exc
-
-
-def load_calendar(path: Path) -> Calendar:
-    """Load and validate a calendar file.
-
-    Raises:
-        BadInput: when the file is missing or malformed.
-    """
-    if not path.is_file():
-        raise BadInput(f"no change window calendar at {path}")
-    return parse_calendar(path.read_text("utf-8"), str(path))
 
 
 def _openings(
@@ -299,13 +257,13 @@ def _when(moment: datetime, zone: tzinfo) -> str:
 
 
 def decide_window(
-    calendar: Calendar, environment: str, now: datetime, emergency: bool
+    spec: EnvironmentWindows | None, environment: str, now: datetime, emergency: bool
 ) -> WindowDecision:
     """Decide whether a deployment to `environment` may start at `now`.
 
     Args:
-        calendar: every environment's windows and freezes.
-        environment: where the deployment goes.
+        spec: the environment's windows and freezes; None means always open.
+        environment: where the deployment goes (named in the reasons).
         now: the current time; it must carry a time zone.
         emergency: an emergency change, exempt from windows and freezes.
 
@@ -319,7 +277,6 @@ def decide_window(
     if now.tzinfo is None or now.utcoffset() is None:
         raise BadInput("now must carry a time zone")
     now = now.astimezone(UTC)
-    spec = calendar.environments.get(environment)
     if spec is None or not (spec.windows or spec.freezes):
         return WindowDecision(allowed=True, reason=f"no change window configured for {environment}")
     zone = spec.zone

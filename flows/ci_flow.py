@@ -8,11 +8,10 @@ from datetime import date
 from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
-from blocks import stores as config
+from blocks.stores import open_stores
 from changeflow.evidence import new_entries, recorded_by
-from changeflow.incidents import GracePeriods
 from changeflow.models import Asset, Evidence, EvidenceResult, utcnow
-from changeflow.requests import DEFAULT_STORES, BuildRequest, RecordStores
+from changeflow.requests import DEFAULT_STORES, BuildRequest, RecordStores, project_environments
 from flows.common import run_scope, run_url
 from tasks.build import build_artifacts, checkout_source, publish_artifacts, run_check
 from tasks.evidence import gather_evidence, record_report
@@ -37,18 +36,25 @@ class CiResult(BaseModel):
 def ci(request: BuildRequest, stores: RecordStores = DEFAULT_STORES) -> CiResult:
     """Build one commit, run its checks into evidence and record its artifacts.
 
-    Failing checks do not stop the build: they leave failure evidence, and a change request that
-    would deploy the artifact cannot be auto-approved. A rerun of the same build carries on: the
-    checks it already recorded evidence of, for the same artifacts, are not run again.
+    Failing checks do not stop the build: they leave failure evidence and open incidents, and a
+    change request that would deploy the artifact cannot be auto-approved. A rerun of the same
+    build carries on: the checks it already recorded evidence of, for the same artifacts, are
+    not run again.
+
+    An incident is due its severity's grace period after it is found. CI records entries on
+    `master`, which feeds every environment, so it uses the strictest grace periods the
+    environments file (`CHANGEFLOW_ENVIRONMENTS`) configures: for each severity, the shortest
+    of any environment (the defaults when no file is configured).
 
     Args:
         request: the application and the commit to build.
-        stores: the saved blocks that hold the records (incidents live with the CRs).
+        stores: the saved blocks that hold the records.
     """
     logger = get_run_logger()
-    locker = config.evidence_locker(stores.evidence_locker)
-    inventory = config.inventory(stores.inventory)
-    incidents = config.incidents(stores.incidents, stores.change_management)
+    # read first: a broken environments file stops the build before anything is recorded
+    grace = project_environments().strictest_grace_periods()
+    opened = open_stores(stores)
+    locker, inventory = opened.evidence, opened.inventory
     # a rerun of the same build (its number, or the same flow run retried) carries on
     scope = f"ci-{request.build_number}" if request.build_number else run_scope("ci")
     repo_url, commit_sha, branch = request.repo_url, request.commit_sha, request.branch
@@ -94,11 +100,11 @@ def ci(request: BuildRequest, stores: RecordStores = DEFAULT_STORES) -> CiResult
                 logger.warning("check %s: %s", check.name, record.details.summary)
             else:
                 logger.info("check %s: %s", check.name, record.details.summary)
-        opened = record_incidents(
-            incidents, records, commit, repo_url, GracePeriods(), date.today(), scope
+        changed_incidents = record_incidents(
+            opened.incidents, records, commit, repo_url, grace, date.today(), scope
         )
-        if opened:
-            logger.info("incidents opened or closed: %d", len(opened))
+        if changed_incidents:
+            logger.info("incidents opened or closed: %d", len(changed_incidents))
         current = read_entries(inventory, branch)
         changed = new_entries(entries, current)
         add_entries(

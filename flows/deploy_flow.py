@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
+from collections.abc import Callable
+
+from prefect import flow, get_client, get_run_logger
+from prefect.client.schemas.objects import FlowRun
+from prefect.exceptions import Pause
+from prefect.flow_engine import run_flow
+from prefect.runtime import flow_run
 from pydantic import BaseModel
 
-from blocks import stores as config
 from changeflow.change import carry_on_with, resumable
-from changeflow.errors import BadInput
-from changeflow.labels import deployed_label
 from changeflow.models import ChangeRequest, ChangeState, CloseCategory
-from changeflow.requests import DEFAULT_STORES, DeploymentRequest, RecordStores, deployment_spec
-from flows.deploy_steps import (
-    authorize,
-    file_change,
-    implement,
-    start_in_window,
-    wait_for_approval,
-)
+from changeflow.requests import DEFAULT_STORES, DeploymentRequest, RecordStores
+from flows.deploy_steps import Deployment, authorize, file_change, implement, open_deployment
+from flows.deploy_waits import start_in_window, wait_for_approval
 from flows.ui import publish_change_request, show_progress, start_progress
 from tasks.change import list_change_requests, read_change_request
-from tasks.inventory import resolve_refs
 
-__all__ = ["DeploymentOutcome", "deploy"]
+__all__ = ["DeploymentOutcome", "deploy", "run_deploy"]
+
+# the step that moves a CR on from each state the flow works through
+_STEPS: dict[ChangeState, Callable[[Deployment, ChangeRequest], ChangeRequest]] = {
+    ChangeState.assess: authorize,
+    ChangeState.authorize: wait_for_approval,
+    ChangeState.scheduled: start_in_window,
+    ChangeState.implement: implement,
+}
 
 
 class DeploymentOutcome(BaseModel):
@@ -43,62 +48,77 @@ def deploy(request: DeploymentRequest, stores: RecordStores = DEFAULT_STORES) ->
     """Deploy what changed in an environment's inventory to one region, under a change request.
 
     A rerun picks up where an earlier run stopped: the open CR for the same change (or the one
-    named by the request) is carried on from its state, with its delta and its summary, so a
-    crash never files a second CR for one deployment.
+    named by the request, or the one this run was rescheduled to its change window with) is
+    carried on from its state, with its delta and its summary, so a crash never files a second
+    CR for one deployment. Outside its change window the run is rescheduled to the opening
+    instead of waiting in its process (`flows.deploy_waits`).
 
     Args:
         request: what to deploy where, and how.
         stores: the saved blocks that hold the records.
     """
-    environment, region = request.environment, request.region
-    # a run the API let through without the forms' choices is checked before anything is read
-    spec = deployment_spec(request)
-    locker = config.evidence_locker(stores.evidence_locker)
-    inventory = config.inventory(stores.inventory)
-    changes = config.change_management(stores.change_management)
-    incidents = config.incidents(stores.incidents, stores.change_management)
-    head, previous = resolve_refs(inventory, [environment, deployed_label(environment, region)])
-    if head is None:
-        raise BadInput(f"unknown environment {environment!r}: the inventory has no such branch")
-
+    # the request is checked before anything is read: a run the API let through without the
+    # forms' choices is refused here
+    d = open_deployment(request, stores)
     filed: list[ChangeRequest] = []
     if request.change_request:
-        cr = carry_on_with(
-            read_change_request(changes, request.change_request), environment, region
-        )
+        named = read_change_request(d.stores.changes, request.change_request)
+        cr: ChangeRequest | None = carry_on_with(named, d.environment, d.region)
     else:
-        filed = list_change_requests(changes)
-        cr = resumable(filed, environment, region, head, previous)
+        filed = list_change_requests(d.stores.changes)
+        cr = resumable(filed, d.environment, d.region, d.head, d.previous, flow_run.get_id())
     if cr is None:
-        cr = file_change(
-            inventory, locker, changes, spec, request, head, previous, filed, incidents
-        )
+        cr = file_change(d, filed)
         if cr is None:
             return DeploymentOutcome(
-                environment=environment, region=region, state="skipped",
+                environment=d.environment, region=d.region, state="skipped",
                 message="nothing to deploy",
             )  # fmt: skip
     else:
         get_run_logger().info("carrying on with %s from %s", cr.id, cr.state.value)
 
-    progress = start_progress(environment, region)
+    progress = start_progress(d.environment, d.region)
     show_progress(progress, cr)
-    while cr.state not in (ChangeState.closed, ChangeState.cancelled, ChangeState.review):
-        if cr.state is ChangeState.assess:
-            cr = authorize(changes, cr, request.emergency)
-        elif cr.state is ChangeState.authorize:
-            cr = wait_for_approval(changes, cr, spec.approval_timeout_s)
-        elif cr.state is ChangeState.scheduled:
-            cr = start_in_window(changes, spec, cr)
-        elif cr.state is ChangeState.implement:
-            cr = implement(inventory, locker, changes, spec, cr)
+    while cr.state in _STEPS:
+        cr = _STEPS[cr.state](d, cr)
         show_progress(progress, cr)
-    publish_change_request(cr, changes.link(cr))
+    publish_change_request(cr, d.stores.changes.link(cr))
     if cr.state is ChangeState.cancelled:
         return _outcome(cr, "not approved: the deployment did not go ahead")
     if cr.close_category is CloseCategory.unsuccessful:
         return _outcome(cr, "the deployment failed")
     return _outcome(cr, "deployed")
+
+
+def run_deploy(
+    request: DeploymentRequest, stores: RecordStores = DEFAULT_STORES
+) -> DeploymentOutcome:
+    """Run the deploy flow in this process (as the CLI does) until the deployment ends.
+
+    A run outside its change window is rescheduled to the opening and ends its process, for a
+    worker to run it again then. In this process nobody else will: the same flow run is run
+    again here, Prefect holding it until its scheduled time, as often as it is rescheduled.
+    """
+    run: FlowRun | None = None
+    while True:
+        try:
+            outcome = deploy(request, stores) if run is None else run_flow(deploy, flow_run=run)
+        except Pause as paused:
+            run = _rescheduled(paused)
+            continue
+        if not isinstance(outcome, DeploymentOutcome):
+            raise TypeError(f"the deploy run returned {type(outcome).__name__}")
+        return outcome
+
+
+def _rescheduled(paused: Pause) -> FlowRun:
+    """The flow run a `Pause` left Scheduled for its change window (re-raised otherwise)."""
+    state = paused.state
+    run_id = state.state_details.flow_run_id if state is not None else None
+    if state is None or not state.is_scheduled() or run_id is None:
+        raise paused
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(run_id)
 
 
 def _outcome(cr: ChangeRequest, message: str) -> DeploymentOutcome:

@@ -6,7 +6,7 @@ import uuid
 
 from prefect import flow, get_run_logger
 
-from blocks import stores as config
+import blocks.stores
 from changeflow.models import Promotion, utcnow
 from changeflow.requests import DEFAULT_STORES, PromotionRequest, RecordStores
 from tasks.inventory import promote_entries
@@ -28,7 +28,7 @@ def promote(request: PromotionRequest, stores: RecordStores = DEFAULT_STORES) ->
         id=f"{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}",
         **request.model_dump(exclude={"review"}),
     )
-    inventory = config.inventory(stores.inventory)
+    inventory = blocks.stores.inventory(stores.inventory)
     recorded = promote_entries(inventory, promotion, merge=not request.review)
     get_run_logger().info(
         "promotion %s: %d entries from %s to %s%s",
@@ -49,4 +49,4 @@ def merge_promotion(promotion_id: str, stores: RecordStores = DEFAULT_STORES) ->
         promotion_id: the promotion's id.
         stores: the saved blocks that hold the records.
     """
-    return config.inventory(stores.inventory).merge_promotion(promotion_id)
+    return blocks.stores.inventory(stores.inventory).merge_promotion(promotion_id)

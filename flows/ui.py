@@ -19,12 +19,14 @@ from prefect.artifacts import (
 )
 from prefect.events import emit_event
 
+from changeflow.change import change_event
 from changeflow.delta import Delta
 from changeflow.models import ChangeRequest
 from changeflow.render import markdown_table, render_change_request
 from changeflow.summary import EvidenceSummary
 
 __all__ = [
+    "announce_change",
     "artifact_key",
     "emit_change_event",
     "emit_evidence_failed",
@@ -139,6 +141,13 @@ def emit_change_event(name: str, cr: ChangeRequest, **payload: Any) -> None:
             **payload,
         },
     )
+
+
+def announce_change(before: ChangeRequest | None, after: ChangeRequest) -> None:
+    """Emit the event a change to a CR calls for (`changeflow.change.change_event`), if any."""
+    event = change_event(before, after)
+    if event is not None:
+        emit_change_event(event.name, after, **event.payload)
 
 
 def emit_evidence_failed(summary: EvidenceSummary, cr: ChangeRequest) -> None:

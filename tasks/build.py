@@ -8,12 +8,12 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from blocks.commands import CommandResult, run_command
-from blocks.evidence_locker import EvidenceLocker
 from blocks.source import checkout
 from changeflow.canonical import digest
 from changeflow.errors import BadInput
 from changeflow.evidence import artifact_uri, inventory_entry
 from changeflow.models import Asset, InventoryEntry
+from changeflow.ports import EvidenceStore
 from changeflow.project import AppConfig, ArtifactSpec, CheckSpec, load_app_config
 from tasks.io import IO
 
@@ -63,7 +63,7 @@ def run_check(workdir: Path, check: CheckSpec) -> tuple[CommandResult, bytes | N
 
 @task(name="publish-artifacts", **IO)
 def publish_artifacts(
-    locker: EvidenceLocker,
+    locker: EvidenceStore,
     built: list[tuple[ArtifactSpec, Path]],
     *,
     app_name: str,

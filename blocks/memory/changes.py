@@ -12,16 +12,15 @@ import secrets
 import threading
 from collections.abc import Callable
 
-from blocks.change_management import describe_change  # TEMP
-from changeflow.change_ids import format_change_id
+# the texts of a change's history entry are those the git and ServiceNow backends write
+from blocks.change_management import author_of, describe_change
+from changeflow.change_ids import change_number, format_change_id
 from changeflow.errors import BadInput
 from changeflow.incidents import Incident
 from changeflow.models import Approval, ChangeRequest, utcnow
 from changeflow.ports import Commit
 
 __all__ = ["MemoryChangeManagement", "MemoryIncidents"]
-
-DEFAULT_AUTHOR = "changeflow"
 
 
 class MemoryChangeManagement:
@@ -39,10 +38,12 @@ class MemoryChangeManagement:
 
     def _record(self, cr: ChangeRequest, message: str, by: str | None) -> None:
         """Store a CR's new content and its history entry (the lock is held)."""
-        self._records[cr.id] = cr
+        # a copy, as the real backends keep a serialized record: a caller's later edits of
+        # the object it passed in must not change what is stored
+        self._records[cr.id] = cr.model_copy(deep=True)
         entry = Commit(
             commit=secrets.token_hex(20),
-            author=by or DEFAULT_AUTHOR,
+            author=author_of(by),
             date=utcnow().isoformat(),
             message=describe_change(cr, message, by),
         )
@@ -61,7 +62,7 @@ class MemoryChangeManagement:
             BadInput: when the draft carries another id than the one it was given.
         """
         with self._lock:
-            numbers = [int(i.removeprefix("CHG")) for i in self._records]
+            numbers = (change_number(i) or 0 for i in self._records)
             change_id = format_change_id(max(numbers, default=0) + 1)
             cr = draft(change_id)
             if cr.id != change_id:
@@ -93,12 +94,12 @@ class MemoryChangeManagement:
             found = self._records.get(id)
         if found is None:
             raise BadInput(f"unknown change request {id}")
-        return found
+        return found.model_copy(deep=True)
 
     def list(self) -> builtins.list[ChangeRequest]:
         """Every CR, in id order."""
         with self._lock:
-            return [self._records[i] for i in sorted(self._records)]
+            return [self._records[i].model_copy(deep=True) for i in sorted(self._records)]
 
     def history(self, id: str) -> builtins.list[Commit]:
         """Every change of one CR, newest first (none for an unknown id)."""
@@ -124,9 +125,9 @@ class MemoryIncidents:
     def incidents(self) -> list[Incident]:
         """Every incident, in id order."""
         with self._lock:
-            return [self._incidents[i] for i in sorted(self._incidents)]
+            return [self._incidents[i].model_copy(deep=True) for i in sorted(self._incidents)]
 
     def put_incidents(self, incidents: list[Incident], message: str) -> None:
         """Open or update incidents in one change."""
         with self._lock:
-            self._incidents.update({i.id: i for i in incidents})
+            self._incidents.update({i.id: i.model_copy(deep=True) for i in incidents})

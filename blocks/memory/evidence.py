@@ -137,6 +137,9 @@ class MemoryEvidenceStore:
     def put_evidence(self, evidence: Evidence, assets: Iterable[Asset] = ()) -> Evidence:
         """Store a sealed evidence record and link it to its assets.
 
+        The asset records themselves are not kept: the links are by asset id, and nothing
+        reads an asset record back through the port.
+
         Raises:
             IntegrityError: when the record does not hash to its id, one of its attachments is
                 not stored, or another record is stored under its id.
@@ -144,10 +147,9 @@ class MemoryEvidenceStore:
         sealed = evidence if evidence.id else evidence.sealed()
         if not sealed.is_sealed():
             raise IntegrityError(f"evidence {sealed.id} does not hash to its id")
+        keys = {a.hash: self.attachment_key(a.hash) for a in sealed.attachments}
         with self._lock:
-            missing = [
-                a.hash for a in sealed.attachments if self.attachment_key(a.hash) not in self._objects
-            ]
+            missing = [h for h, key in keys.items() if key not in self._objects]
         if missing:
             raise IntegrityError(f"attachment {missing[0]} is not stored")
         self._put_once(self.evidence_key(sealed.id), sealed.to_json())

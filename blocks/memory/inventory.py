@@ -308,7 +308,9 @@ class MemoryInventory:
             commit = self._resolved(ref).id
             existing = self._labels.get(label)
             if existing is not None:
-                raise BadInput(f"label {label} already exists (at {existing[:12]}); move it instead")
+                raise BadInput(
+                    f"label {label} already exists (at {existing[:12]}); move it instead"
+                )
             self._labels[label] = commit
             return commit
 

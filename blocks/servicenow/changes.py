@@ -7,7 +7,8 @@ close code); the full changeflow record is attached to the change request as
 work note saying what changed, who and why, so the journal is the audit trail.
 `correlation_id` points at the attachment that holds the current version, and
 `correlation_display = changeflow` marks changeflow's records. A decision taken in ServiceNow
-itself (the record's `approval` set to approved or rejected) is read by `decision`.
+itself (the record's `approval` set to approved or rejected) is read by `decision`; changeflow
+never writes that field: a decision recorded through changeflow lives in the attached record.
 
 Uses the Table API (`/api/now/table/change_request`, `/api/now/table/sys_journal_field`) and the
 Attachment API (`/api/now/attachment/file`, `/api/now/attachment/{sys_id}/file`).
@@ -271,6 +272,7 @@ class ServiceNowChangeManagement(ServiceNowBlock):
 
         The approver is the user who last updated the record (`sys_updated_by`), when it was
         decided `sys_updated_on`; None while the approval is not requested or requested.
+        Decisions recorded through changeflow live in the change request itself (`get`).
 
         Raises:
             BadInput: when there is no changeflow change request with that id.

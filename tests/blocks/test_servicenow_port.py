@@ -14,10 +14,10 @@ from pydantic import SecretStr
 
 from blocks.incidents import GitIncidents
 from blocks.servicenow import ServiceNowChangeManagement, ServiceNowIncidents, incident_fields
-from changeflow.change import transition
+from changeflow.change import record_decision, transition
 from changeflow.errors import BadInput, IntegrityError
 from changeflow.incidents import Incident, incident_id, reconcile
-from changeflow.models import ChangeRequest, ChangeState, Severity
+from changeflow.models import Approval, ChangeRequest, ChangeState, Severity
 from changeflow.ports import ChangeManagement, IncidentStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "contract"))
@@ -149,6 +149,16 @@ def test_a_decision_taken_in_servicenow_is_read_back(
     assert abs((decided.date - datetime.now(decided.date.tzinfo)).total_seconds()) < 120
     with pytest.raises(BadInput, match="unknown change request CHG9999999"):
         snow.decision("CHG9999999")
+
+
+def test_a_decision_recorded_through_changeflow_is_not_servicenows(
+    snow: ServiceNowChangeManagement,
+) -> None:
+    cr = transition(snow.create(draft), ChangeState.authorize, by="changeflow", why="assessed")
+    decided = record_decision(cr, Approval(by="alice", decision="approved", comment="ok"))
+    snow.update(decided, "approved by alice", by="alice")
+    assert snow.get(cr.id).decision == decided.decision
+    assert snow.decision(cr.id) is None
 
 
 # ------------------------------------------------------------------ the incident stores

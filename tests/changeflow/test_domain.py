@@ -318,3 +318,43 @@ def test_a_rerun_of_a_build_finds_what_it_recorded_about_the_same_artifacts() ->
     earlier_build = record("com.ibm.sbom", "ci-40", commit, wheel)
     found = recorded_by([later, unit, scan, earlier_build], "ci-41", [commit.id, wheel.id])
     assert found == {("com.ibm.unit_tests", "t"): later}
+
+
+def test_each_change_to_a_cr_announces_what_the_rule_says() -> None:
+    from changeflow.change import cancel, change_event, note
+
+    filed = transition(_cr(), ChangeState.assess, by="changeflow", why="filed")
+    assert change_event(None, filed) == ("change_request.created", {})
+    waiting = transition(filed, ChangeState.authorize, by="changeflow", why="assessed")
+    assert change_event(filed, waiting) is None  # moving along the lifecycle announces nothing
+    auto = record_decision(waiting, Approval(by="changeflow", decision="approved", automatic=True))
+    assert change_event(filed, auto) == (
+        "change_request.approved",
+        {"by": "changeflow", "automatic": True},
+    )
+    rejected = record_decision(waiting, Approval(by="rm", decision="rejected"))
+    assert change_event(waiting, rejected) == ("change_request.rejected", {"by": "rm"})
+    scheduled = record_decision(waiting, Approval(by="rm", decision="approved"))
+    assert change_event(scheduled, note(scheduled, "waiting until Tuesday")) is None
+    refused = cancel(scheduled, by="changeflow", why="frozen", notes="frozen")
+    assert refused.close_category is CloseCategory.cancelled and refused.close_notes == "frozen"
+    assert change_event(scheduled, refused) == ("change_request.closed", {})
+    implementing = transition(scheduled, ChangeState.implement, by="changeflow", why="go")
+    closed = close(implementing, CloseCategory.successful, by="changeflow")
+    assert change_event(implementing, closed) == ("change_request.closed", {})
+    with pytest.raises(BadInput, match="cannot move to cancelled"):
+        cancel(closed, by="changeflow", why="too late")
+
+
+def test_a_rescheduled_run_carries_on_with_the_cr_it_left_waiting() -> None:
+    from changeflow.change import resumable
+
+    waiting = _placed("CHG0000001", "r1", ChangeState.scheduled, "c", "b").model_copy(
+        update={"flow_run_id": "run-1"}
+    )
+    # the environment's branch moved on while the run waited for its window
+    assert resumable([waiting], "prod", "r1", "d", "b", run_id="run-1") is waiting
+    assert resumable([waiting], "prod", "r1", "d", "b", run_id="run-2") is None
+    assert resumable([waiting], "prod", "r2", "c", "b", run_id="run-1") is None
+    done = waiting.model_copy(update={"state": ChangeState.closed})
+    assert resumable([done], "prod", "r1", "c", "b", run_id="run-1") is None

@@ -10,6 +10,7 @@ from jsonschema import Draft202012Validator
 from pydantic import ValidationError
 
 from changeflow.errors import BadInput
+from changeflow.incidents import GracePeriods
 from changeflow.models import Priority
 from changeflow.requests import (
     AuditRequest,
@@ -17,6 +18,7 @@ from changeflow.requests import (
     DeploymentRequest,
     PromotionRequest,
     deployment_spec,
+    project_environments,
 )
 
 ENVIRONMENTS = """
@@ -135,3 +137,40 @@ def test_bad_requests_are_refused_with_the_reason(
 ) -> None:
     with pytest.raises(ValidationError, match=reason):
         model.model_validate(value)
+
+
+def test_the_deployment_form_reads_the_environments_file_once(
+    environments: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import changeflow.requests as requests
+
+    reads: list[Path] = []
+    original = requests.load_environments
+
+    def counted(path: Path) -> Any:
+        reads.append(path)
+        return original(path)
+
+    monkeypatch.setattr(requests, "load_environments", counted)
+    schema = DeploymentRequest.model_json_schema()
+    assert schema["properties"]["region"]["enum"] == ["eu-de", "us-south"]
+    assert len(schema["allOf"]) == 2
+    assert reads == [environments]
+
+
+def test_ci_takes_the_strictest_grace_periods_configured(
+    environments: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    environments.write_text(
+        ENVIRONMENTS
+        + "[environments.staging.grace_periods]\ncritical = 3\nlow = 100\n"
+        + "[environments.prod.grace_periods]\ncritical = 5\nhigh = 7\n"
+    )
+    grace = project_environments().strictest_grace_periods()
+    assert grace == GracePeriods(critical=3, high=7, medium=90, low=100, info=180)
+    # no environments file: the default grace periods
+    monkeypatch.delenv("CHANGEFLOW_ENVIRONMENTS")
+    assert project_environments().strictest_grace_periods() == GracePeriods()
+    environments.write_text("[environments.prod\n")
+    with pytest.raises(BadInput, match="not valid TOML"):
+        project_environments(str(environments))

@@ -39,7 +39,7 @@ APPLICATION = "https://example.com/app"  # the repository ship_to_prod's entries
 
 
 @pytest.fixture
-def place(
+def environments(
     prefect_api: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Callable[..., Path]:
     """Write the environments file for prod/r1 (extra TOML appended to prod's table); return the
@@ -47,7 +47,10 @@ def place(
 
     def write(extra: str = "") -> Path:
         runs = tmp_path / "deploys.txt"
-        record = "import os, sys; print(os.environ['CHANGEFLOW_CHANGE_REQUEST'], file=open(sys.argv[1], 'a'))"  # noqa: E501
+        record = (
+            "import os, sys; "
+            "print(os.environ['CHANGEFLOW_CHANGE_REQUEST'], file=open(sys.argv[1], 'a'))"
+        )
         command = [sys.executable, "-c", record, str(runs)]
         environments = tmp_path / "environments.toml"
         environments.write_text(
@@ -92,11 +95,11 @@ def _deployed(runs: Path) -> list[str]:
     return runs.read_text().split() if runs.exists() else []
 
 
-def _freeze_now(outside_window: str = "refuse") -> str:
+def _freeze_now() -> str:
     start = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
     end = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     return (
-        f'[environments.prod.change_windows]\noutside_window = "{outside_window}"\n'
+        '[environments.prod.change_windows]\noutside_window = "refuse"\n'
         "[[environments.prod.change_windows.freezes]]\n"
         f'start = "{start}"\nend = "{end}"\nreason = "year-end freeze"\n'
     )
@@ -106,9 +109,9 @@ def _freeze_now(outside_window: str = "refuse") -> str:
 
 
 def test_a_ready_change_is_approved_deployed_and_closed(
-    stores: Stores, place: Callable[..., Path]
+    stores: Stores, environments: Callable[..., Path]
 ) -> None:
-    runs = place()
+    runs = environments()
     outcome, cr = _deploy()
     assert outcome.state == "closed" and outcome.deployment_ready
     assert cr.close_category is CloseCategory.successful
@@ -150,10 +153,10 @@ BLOCKERS: dict[str, tuple[dict[str, bool], Callable[[Stores], str]]] = {
 
 @pytest.mark.parametrize("blocker", list(BLOCKERS))
 def test_what_is_not_ready_waits_for_a_person_and_a_timeout_cancels(
-    blocker: str, place: Callable[..., Path]
+    blocker: str, environments: Callable[..., Path]
 ) -> None:
     setup, why = BLOCKERS[blocker]
-    runs = place("approval_timeout_s = 2\n")
+    runs = environments("approval_timeout_s = 2\n")
     with _stores(**setup) as stores:
         reason = why(stores)
         outcome, cr = _deploy()
@@ -167,7 +170,7 @@ def test_what_is_not_ready_waits_for_a_person_and_a_timeout_cancels(
 
 
 def test_a_failing_recommended_check_only_warns(
-    failing: Stores, place: Callable[..., Path]
+    failing: Stores, environments: Callable[..., Path]
 ) -> None:
     checks = [
         ("com.ibm.unit_tests", "recommended"),
@@ -178,8 +181,8 @@ def test_a_failing_recommended_check_only_warns(
         f'[[environments.prod.policy.checks]]\nevidence_type_id = "{t}"\nlevel = "{level}"\n'
         for t, level in checks
     )
-    runs = place(policy)
-    outcome, cr = _deploy()
+    runs = environments(policy)
+    _, cr = _deploy()
     assert cr.deployment_ready and cr.approvals[0].automatic
     assert any("com.ibm.unit_tests is failure" in r for r in cr.readiness_reasons)
     assert cr.close_category is CloseCategory.successful
@@ -216,9 +219,9 @@ def _decide_when_waiting(approve: bool) -> tuple[threading.Thread, list[BaseExce
 
 @pytest.mark.parametrize("approve", [True, False], ids=["approved", "rejected"])
 def test_a_person_decides_a_change_that_is_not_ready(
-    approve: bool, failing: Stores, place: Callable[..., Path]
+    approve: bool, failing: Stores, environments: Callable[..., Path]
 ) -> None:
-    runs = place("approval_timeout_s = 120\n")
+    runs = environments("approval_timeout_s = 120\n")
     person, errors = _decide_when_waiting(approve)
     outcome, cr = _deploy()
     person.join()
@@ -240,9 +243,11 @@ def test_a_person_decides_a_change_that_is_not_ready(
 # -- change windows and emergencies ---------------------------------------------------------
 
 
-def test_outside_its_window_a_change_is_refused(stores: Stores, place: Callable[..., Path]) -> None:
-    runs = place(_freeze_now())
-    outcome, cr = _deploy()
+def test_outside_its_window_a_change_is_refused(
+    stores: Stores, environments: Callable[..., Path]
+) -> None:
+    runs = environments(_freeze_now())
+    _, cr = _deploy()
     assert cr.state is ChangeState.cancelled and cr.close_category is CloseCategory.cancelled
     assert "year-end freeze" in cr.close_notes
     assert _deployed(runs) == []
@@ -250,10 +255,10 @@ def test_outside_its_window_a_change_is_refused(stores: Stores, place: Callable[
 
 
 def test_an_emergency_is_exempt_deploys_and_waits_in_review(
-    failing: Stores, place: Callable[..., Path]
+    failing: Stores, environments: Callable[..., Path]
 ) -> None:
-    runs = place(_freeze_now())
-    outcome, cr = _deploy(emergency=True)
+    runs = environments(_freeze_now())
+    _, cr = _deploy(emergency=True)
     assert cr.type is ChangeType.emergency and not cr.deployment_ready
     assert cr.state is ChangeState.review  # deployed; approved after the fact
     assert any("freeze" in h.get("why", "") for h in cr.history)
@@ -290,9 +295,9 @@ CRASHES: dict[str, tuple[type, str, Callable[..., bool]]] = {
 
 @pytest.mark.parametrize("step", list(CRASHES))
 def test_a_rerun_carries_on_with_the_open_change_request(
-    step: str, stores: Stores, place: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+    step: str, stores: Stores, environments: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    runs = place()
+    runs = environments()
     owner, name, when = CRASHES[step]
     original, armed = getattr(owner, name), [True]
 
@@ -306,7 +311,7 @@ def test_a_rerun_carries_on_with_the_open_change_request(
         _deploy()
     armed[0] = False
 
-    outcome, cr = _deploy()
+    _, cr = _deploy()
     assert [c.id for c in stores.changes.list()] == [cr.id] == ["CHG0000001"]
     assert cr.state is ChangeState.closed and cr.close_category is CloseCategory.successful
     assert set(_deployed(runs)) == {cr.id}

@@ -1,0 +1,137 @@
+"""Where a deploy run waits: for a person's decision, and for its change window.
+
+For a decision the run pauses (`pause_flow_run` with the approval form) until a person approves
+or rejects the CR in the UI, or `changeflow cr approve|reject` records the decision and resumes
+the run.
+
+For a change window the run does not wait in its process, which could hold a worker for days.
+It records the wait on the CR, moves its own flow run to a Scheduled state at the next opening
+(named `AwaitingChangeWindow`, so the UI shows what it waits for and until when) and ends its
+process with Prefect's `Pause` signal, as `suspend_flow_run` does: the worker is free, and at
+the opening it runs the same flow run again. That run carries on with the CR from the flow's
+first step, so it reads the environments file and decides again: a freeze declared meanwhile
+still holds. `pause_flow_run(timeout=...)` was not chosen because it blocks the process until
+someone resumes the run, and `suspend_flow_run` because nobody would resume it at the opening.
+An in-process run (the CLI's) has no worker to come back for it: `flows.deploy_flow.run_deploy`
+runs it again itself, and Prefect's orchestration holds it until its scheduled time.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import NoReturn
+from uuid import UUID
+
+from prefect import State, get_client, get_run_logger, pause_flow_run
+from prefect.client.schemas.responses import SetStateStatus
+from prefect.exceptions import FlowPauseTimeout, Pause
+from prefect.input import RunInput
+from prefect.runtime import flow_run
+from prefect.states import Scheduled
+
+from changeflow.change import cancel, note, record_decision, transition
+from changeflow.models import Approval, ChangeRequest, ChangeState, ChangeType
+from changeflow.render import render_change_request
+from changeflow.windows import WindowDecision, decide_window
+from flows.deploy_steps import Deployment, advance
+from flows.ui import announce_change, publish_change_request
+from tasks.change import read_change_request
+
+__all__ = ["AWAITING_WINDOW", "ApprovalInput", "start_in_window", "wait_for_approval"]
+
+AWAITING_WINDOW = "AwaitingChangeWindow"
+"""The name of the Scheduled state a run waits for its change window in."""
+
+
+class ApprovalInput(RunInput):
+    """The form a person fills in to approve or reject a change request."""
+
+    approved: bool
+    by: str
+    comment: str = ""
+
+
+def wait_for_approval(d: Deployment, cr: ChangeRequest) -> ChangeRequest:
+    """Pause until a person decides, in the UI or with `changeflow cr approve|reject`."""
+    changes = d.stores.changes
+    run_id = str(flow_run.get_id())
+    if cr.flow_run_id != run_id:
+        # a rerun waits in place of the run that filed the CR
+        cr = advance(d, cr, cr.model_copy(update={"flow_run_id": run_id}), "waiting for approval")
+    publish_change_request(cr, changes.link(cr))
+    get_run_logger().warning(
+        "%s is not ready (%s); waiting for approval: changeflow cr approve %s --by NAME",
+        cr.id,
+        "; ".join(cr.readiness_reasons[:3]),
+        cr.id,
+    )
+    try:
+        decision = pause_flow_run(
+            wait_for_input=ApprovalInput.with_initial_data(
+                description=render_change_request(cr), approved=True, by=""
+            ),
+            timeout=d.spec.approval_timeout_s,
+            poll_interval=2,
+        )
+    except FlowPauseTimeout:
+        current = read_change_request(changes, cr.id)
+        if current.state is ChangeState.authorize:
+            timed_out = Approval(by="changeflow", decision="rejected", comment="approval timed out")
+            return advance(d, current, record_decision(current, timed_out), "timed out")
+        announce_change(cr, current)
+        return current
+    current = read_change_request(changes, cr.id)
+    if current.state is ChangeState.authorize:
+        # decided in the UI: the CLI records its own decisions before it resumes the run
+        approval = Approval(
+            by=decision.by or "prefect-ui",
+            decision="approved" if decision.approved else "rejected",
+            comment=decision.comment,
+        )
+        return advance(d, current, record_decision(current, approval), approval.decision)
+    announce_change(cr, current)
+    return current
+
+
+def start_in_window(d: Deployment, cr: ChangeRequest) -> ChangeRequest:
+    """Move a scheduled CR to implement inside its change window, refuse it, or reschedule the
+    run to the window's opening (which ends this run's process: see the module's docstring)."""
+    emergency = cr.type is ChangeType.emergency
+    decision = decide_window(d.spec.change_windows, cr.environment, datetime.now(UTC), emergency)
+    if decision.wait_until is not None:
+        _reschedule(d, cr, decision, decision.wait_until)
+    if not decision.allowed:
+        refused = cancel(cr, by="changeflow", why=decision.reason, notes=decision.reason)
+        return advance(d, cr, refused, "refused: outside its change window")
+    why = f"deploying ({decision.reason})" if decision.exempt else "deploying"
+    going = transition(cr, ChangeState.implement, by="changeflow", why=why)
+    return advance(d, cr, going, "implement")
+
+
+def _reschedule(
+    d: Deployment, cr: ChangeRequest, decision: WindowDecision, opening: datetime
+) -> NoReturn:
+    """Record the wait on the CR, schedule this flow run at `opening` and end its process.
+
+    Raises:
+        Pause: always; Prefect's engine ends the run's process on it, leaving the run Scheduled.
+        RuntimeError: when the API refuses to reschedule the run (it was cancelled, say).
+    """
+    run_id = flow_run.get_id()
+    if run_id is None:
+        raise RuntimeError(f"{cr.id}: only a flow run can wait for its change window")
+    waiting = note(cr, decision.reason).model_copy(update={"flow_run_id": run_id})
+    cr = advance(d, cr, waiting, "waiting for its change window")
+    publish_change_request(cr, d.stores.changes.link(cr))
+    get_run_logger().info("%s: %s", cr.id, decision.reason)
+    state: State[None] = Scheduled(
+        scheduled_time=opening, name=AWAITING_WINDOW, message=decision.reason
+    )
+    with get_client(sync_client=True) as client:
+        result = client.set_flow_run_state(UUID(run_id), state)
+    if result.status is not SetStateStatus.ACCEPT:
+        raise RuntimeError(
+            f"{cr.id}: the run could not wait for its change window: "
+            f"{result.status.value} {result.details}"
+        )
+    raise Pause(state=result.state)
