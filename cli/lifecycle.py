@@ -128,11 +128,11 @@ def deploy_cmd(
     # bad input is refused before a run starts
     deployment_spec(request)
     from blocks import stores as config
-    from flows.deploy_flow import deploy
+    from flows.deploy_flow import run_deploy
 
     if config.inventory(None).resolve(environment) is None:
         raise BadInput(f"unknown environment {environment!r}: the inventory has no such branch")
-    outcome = deploy(request, RecordStores.from_env())
+    outcome = run_deploy(request, RecordStores.from_env())
     human = f"{outcome.change_request or '-'} {environment}/{region}: {outcome.message}"
     if outcome.change_request:
         human += f" ({outcome.state}" + (

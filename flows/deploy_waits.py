@@ -18,7 +18,7 @@ runs it again itself, and Prefect's orchestration holds it until its scheduled t
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 from uuid import UUID
 
@@ -37,10 +37,20 @@ from flows.deploy_steps import Deployment, advance
 from flows.ui import announce_change, publish_change_request
 from tasks.change import read_change_request
 
-__all__ = ["AWAITING_WINDOW", "ApprovalInput", "start_in_window", "wait_for_approval"]
+__all__ = [
+    "AWAITING_WINDOW",
+    "START_MARGIN",
+    "ApprovalInput",
+    "start_in_window",
+    "wait_for_approval",
+]
 
 AWAITING_WINDOW = "AwaitingChangeWindow"
 """The name of the Scheduled state a run waits for its change window in."""
+
+START_MARGIN = timedelta(seconds=1)
+"""How long after the opening the run is scheduled: Prefect rounds the wait to whole seconds and
+may start a run up to half a second early, which would still be outside the window."""
 
 
 class ApprovalInput(RunInput):
@@ -125,7 +135,7 @@ def _reschedule(
     publish_change_request(cr, d.stores.changes.link(cr))
     get_run_logger().info("%s: %s", cr.id, decision.reason)
     state: State[None] = Scheduled(
-        scheduled_time=opening, name=AWAITING_WINDOW, message=decision.reason
+        scheduled_time=opening + START_MARGIN, name=AWAITING_WINDOW, message=decision.reason
     )
     with get_client(sync_client=True) as client:
         result = client.set_flow_run_state(UUID(run_id), state)
