@@ -1,7 +1,5 @@
 """The audit flow: re-verify every hash behind what is deployed."""
 
-from __future__ import annotations
-
 from datetime import date
 
 from prefect import flow, get_run_logger

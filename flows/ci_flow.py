@@ -1,7 +1,5 @@
 """The ci flow: build an application's artifacts, leave evidence of every check, record entries."""
 
-from __future__ import annotations
-
 import shutil
 from datetime import date
 

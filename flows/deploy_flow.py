@@ -1,7 +1,5 @@
 """The deploy flow: one change request per environment and region, built from the evidence."""
 
-from __future__ import annotations
-
 from collections.abc import Callable
 
 from prefect import flow, get_client, get_run_logger

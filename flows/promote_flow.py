@@ -1,7 +1,5 @@
 """The promote flow: move artifacts from one environment to the next under a promotion record."""
 
-from __future__ import annotations
-
 import uuid
 
 from prefect import flow, get_run_logger

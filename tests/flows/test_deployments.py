@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import pytest
 import yaml
 from prefect.flows import load_flow_from_entrypoint
@@ -80,6 +81,17 @@ def test_entrypoint_imports_and_parameters_validate(spec: dict[str, Any]) -> Non
         # started by a person or a webhook that supplies the rest
         errors = validate(params, schema, ignore_required=True)
         assert not errors, [e.message for e in errors]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[s["name"] for s in SPECS])
+def test_a_served_flow_still_knows_its_parameter_types(spec: dict[str, Any]) -> None:
+    """`changeflow serve` pickles each flow by value into the process that runs it, without its
+    module's globals, so a flow's parameter types must be objects, not postponed annotations."""
+    served = cloudpickle.loads(cloudpickle.dumps(_flow(spec)))
+    postponed = [name for name, hint in served.fn.__annotations__.items() if isinstance(hint, str)]
+    assert postponed == [], f"{spec['entrypoint']}: drop `from __future__ import annotations`"
+    if spec.get("schedules"):
+        assert set(spec["parameters"]) <= set(served.validate_parameters(spec["parameters"]))
 
 
 def test_a_bad_parameter_does_not_validate() -> None:
