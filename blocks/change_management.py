@@ -18,8 +18,9 @@ from typing import Self
 from prefect.blocks.core import Block
 from pydantic import Field, HttpUrl, PrivateAttr, ValidationError
 
-from blocks.gitrepo import DEFAULT_AUTHOR, GitRemote, default_cache_dir, redact
+from blocks.gitrepo import GitRemote, default_cache_dir, redact
 from changeflow.change_ids import change_number, format_change_id, is_change_id
+from changeflow.change_notes import author_of, describe_change
 from changeflow.errors import BadInput, IntegrityError
 from changeflow.models import Approval, ChangeRequest
 from changeflow.ports import Commit
@@ -31,9 +32,7 @@ __all__ = [
     "CHANGES_DIR",
     "ChangeRepo",
     "GitChangeManagement",
-    "author_of",
     "change_paths",
-    "describe_change",
 ]
 
 BRANCH = "main"
@@ -55,28 +54,6 @@ def _files(cr: ChangeRequest) -> dict[str, bytes | None]:
         record: cr.to_json() + b"\n",
         markdown: render_change_request(cr).encode("utf-8"),
     }
-
-
-def describe_change(cr: ChangeRequest, why: str, by: str | None) -> str:
-    """Render one state change for people: a commit message, or a ServiceNow work note."""
-    lines = [
-        f"{cr.id}: {why}",
-        "",
-        f"state: {cr.state.value}",
-        f"environment: {cr.environment}",
-        f"region: {cr.region}",
-        f"type: {cr.type.value}",
-    ]
-    if by:
-        lines.append(f"by: {by}")
-    return "\n".join(lines) + "\n"
-
-
-def author_of(by: str | None) -> str:
-    """The commit author for `by` ("name <email>"); changeflow's own when nobody is named."""
-    if not by:
-        return DEFAULT_AUTHOR
-    return by if "<" in by else f"{by} <changeflow@localhost>"
 
 
 class ChangeRepo(Block, ABC):

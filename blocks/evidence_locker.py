@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -19,12 +20,13 @@ from prefect_aws import AwsCredentials
 from prefect_aws.client_parameters import AwsClientParameters
 from pydantic import Field, HttpUrl, PrivateAttr
 
-from blocks.s3 import bucket, verification
+from blocks.s3 import bucket
 from blocks.s3.attachments import Attachments
 from blocks.s3.layout import Layout
 from blocks.s3.multipart import MIB
 from blocks.s3.objects import KnownKeys, S3Objects, s3_client
 from blocks.s3.records import Records
+from changeflow import verification
 from changeflow.models import Asset, Attachment, Evidence, InventoryEntry
 from changeflow.ports import Verification
 from changeflow.settings import Settings
@@ -257,15 +259,18 @@ class EvidenceLocker(Block):
     def verify_evidence(self, evidence_ids: Iterable[str]) -> Verification:
         """Re-hash evidence records and their attachments; a line for each that does not
         verify."""
-        return verification.verify_evidence(self._records(), evidence_ids)
+        with ThreadPoolExecutor(self.max_concurrency) as pool:
+            return verification.verify_evidence(self, evidence_ids, pool.map)
 
     def verify_summary(self, url: str, expected: str) -> Verification:
         """Re-hash a deployment summary and everything it refers to."""
-        return verification.verify_summary(self._records(), url, expected)
+        with ThreadPoolExecutor(self.max_concurrency) as pool:
+            return verification.verify_summary(self, url, expected, pool.map)
 
     def verify_entries(self, entries: list[InventoryEntry]) -> Verification:
         """Check each entry has evidence that verifies and, when stored here, its artifact."""
-        return verification.verify_entries(self._records(), entries)
+        with ThreadPoolExecutor(self.max_concurrency) as pool:
+            return verification.verify_entries(self, entries, pool.map)
 
     # -- the bucket itself ----------------------------------------------------------------
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pydantic import HttpUrl, ValidationError
 
-from blocks.change_management import BRANCH, LOGO, ChangeRepo, author_of
+from blocks.change_management import BRANCH, LOGO, ChangeRepo
+from changeflow.change_notes import author_of
 from changeflow.errors import IntegrityError
 from changeflow.incidents import Incident
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["deployed_label", "environment_label", "region_of_label"]
+import re
+
+__all__ = ["check_ref_name", "deployed_label", "environment_label", "region_of_label"]
 
 _SUFFIX = "_latest"
+# what `git check-ref-format` refuses anywhere in a name
+_BAD_REF_RE = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{")
 
 
 def deployed_label(environment: str, region: str) -> str:
@@ -23,3 +27,22 @@ def region_of_label(label: str, environment: str) -> str | None:
     if label.endswith(suffix) and label != environment_label(environment):
         return label.removesuffix(suffix) or None
     return None
+
+
+def check_ref_name(name: str) -> str:
+    """Check a branch or tag name the way `git check-ref-format` would, without a process.
+
+    Raises:
+        ValueError: naming what is wrong with `name`.
+    """
+    parts = name.split("/")
+    if (
+        not name
+        or _BAD_REF_RE.search(name)
+        or name.startswith(("-", "/"))
+        or name.endswith(("/", ".", ".lock"))
+        or any(not p or p.startswith(".") or p.endswith(".lock") for p in parts)
+        or name == "@"
+    ):
+        raise ValueError(f"not a valid git branch or tag name: {name!r}")
+    return name

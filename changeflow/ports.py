@@ -29,6 +29,7 @@ from changeflow.models import (
 )
 from changeflow.storage import StorageCheck
 from changeflow.summary import EvidenceSummary
+from changeflow.verification import Verification
 
 __all__ = [
     "ChangeManagement",
@@ -48,18 +49,6 @@ class Commit(BaseModel):
     author: str
     date: str
     message: str
-
-
-class Verification(BaseModel):
-    """What a re-hash found: how many records were checked, and each broken link on one line."""
-
-    checked: int = 0
-    broken: list[str] = []
-
-    def __add__(self, other: Verification) -> Verification:
-        return Verification(
-            checked=self.checked + other.checked, broken=[*self.broken, *other.broken]
-        )
 
 
 @runtime_checkable

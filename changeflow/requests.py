@@ -13,20 +13,31 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from changeflow.change_ids import CHANGE_ID_PATTERN
+from changeflow.canonical import canonical_json, digest
 from changeflow.errors import BadInput
-from changeflow.models import SHA1_PATTERN, CustomerImpact, DeploymentImpact, Priority
-from changeflow.project import Environments, EnvironmentSpec, load_environments
+from changeflow.models import (
+    SHA1_PATTERN,
+    ChangeRequest,
+    CustomerImpact,
+    DeploymentImpact,
+    Priority,
+)
+from changeflow.project import Environments, EnvironmentSpec, load_environments, read_environments
+from changeflow.redaction import CREDENTIALS_HELP, URL_WITHOUT_CREDENTIALS, has_credentials, redact
 from changeflow.settings import Settings
 
 __all__ = [
     "DEFAULT_STORES",
     "AuditRequest",
     "BuildRequest",
+    "DeploymentConfig",
     "DeploymentRequest",
     "PromotionRequest",
     "RecordStores",
+    "deployment_config",
     "deployment_spec",
     "project_environments",
 ]
@@ -34,7 +45,7 @@ __all__ = [
 # a git branch name, loosely: what an inventory branch may be called
 BRANCH_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/\-]*$"
 # empty, or a CR id: the forms render a plain text field (not "a string or None")
-CHANGE_REQUEST_PATTERN = r"^(CHG\d{7})?$"
+CHANGE_REQUEST_PATTERN = f"^({CHANGE_ID_PATTERN.strip('^$')})?$"
 
 
 def _environments_file(path: str = "") -> Path | None:
@@ -124,7 +135,12 @@ DEFAULT_STORES = RecordStores()
 class BuildRequest(BaseModel):
     """Build one commit of an application, run its checks and record its artifacts."""
 
-    repo_url: str = Field(min_length=1, description="Git URL of the application.")
+    repo_url: str = Field(
+        min_length=1,
+        description="Git URL of the application, without credentials (a credential helper).",
+        # the API refuses such a run before it exists, so no token is kept as a parameter
+        json_schema_extra={"pattern": URL_WITHOUT_CREDENTIALS},
+    )
     commit_sha: str = Field(pattern=SHA1_PATTERN, description="The commit to build (40 hex).")
     branch: str = Field(
         default="master", pattern=BRANCH_PATTERN, description="The inventory branch CI writes."
@@ -137,6 +153,13 @@ class BuildRequest(BaseModel):
             "on without recording its checks twice. Empty: the build's UTC time."
         ),
     )
+
+    @field_validator("repo_url")
+    @classmethod
+    def _no_credentials(cls, value: str) -> str:
+        if has_credentials(value):
+            raise ValueError(f"{redact(value)} carries credentials: {CREDENTIALS_HELP}")
+        return value
 
 
 class PromotionRequest(BaseModel):
@@ -171,15 +194,14 @@ class PromotionRequest(BaseModel):
 class DeploymentRequest(BaseModel):
     """Deploy what changed in an environment to one of its regions, under a change request."""
 
-    model_config = ConfigDict(json_schema_extra=_deployment_choices)
+    # the deploy command and the environments file (its policy) are the worker's configuration,
+    # never a run's parameters: a run that names them is refused
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_deployment_choices)
 
     environment: str = Field(
         pattern=BRANCH_PATTERN, description="The environment (an inventory branch)."
     )
     region: str = Field(min_length=1, description="The region to deploy to.")
-    command: list[str] = Field(
-        default_factory=list, description="The deploy command, overriding the environments file."
-    )
     force: bool = Field(default=False, description="Deploy even when nothing changed.")
     emergency: bool = Field(
         default=False, description="Go ahead without approval; the CR waits in review after."
@@ -188,9 +210,6 @@ class DeploymentRequest(BaseModel):
         default="",
         pattern=CHANGE_REQUEST_PATTERN,
         description="Carry on with this CR (approved, say, after its run timed out).",
-    )
-    environments_file: str = Field(
-        default="", description="Path of environments.toml (empty: CHANGEFLOW_ENVIRONMENTS)."
     )
 
 

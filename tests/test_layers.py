@@ -51,3 +51,15 @@ def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:
     module = tmp_path / "bad.py"
     module.write_text("def f():\n    from flows.deploy_flow import deploy\n    import boto3\n")
     assert [m for _, m in _imports(module)] == ["flows.deploy_flow", "boto3"]
+
+
+def test_in_memory_stores_are_plain_python() -> None:
+    # the in-memory ports stand in for S3 and git in fast tests: they must not need either
+    found = [
+        f"{path.relative_to(ROOT)}:{line} imports {module}"
+        for path in sorted((ROOT / "blocks" / "memory").rglob("*.py"))
+        for line, module in _imports(path)
+        if module.split(".")[0] in DOMAIN_FORBIDDEN
+        or (module.startswith("blocks.") and not module.startswith("blocks.memory"))
+    ]
+    assert found == []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+from changeflow.labels import check_ref_name
 
 __all__ = [
     "GitError",
@@ -12,8 +12,6 @@ __all__ = [
     "check_ref_name",
     "full_ref",
 ]
-
-_BAD_REF_RE = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{")
 
 
 class GitError(RuntimeError):
@@ -26,25 +24,6 @@ class UnknownRef(GitError, LookupError):
 
 class RefConflict(GitError):
     """The remote ref was not at the expected value (a compare-and-swap lost)."""
-
-
-def check_ref_name(name: str) -> str:
-    """Check a branch or tag name the way `git check-ref-format` would, without a process.
-
-    Raises:
-        ValueError: naming what is wrong with `name`.
-    """
-    parts = name.split("/")
-    if (
-        not name
-        or _BAD_REF_RE.search(name)
-        or name.startswith(("-", "/"))
-        or name.endswith(("/", ".", ".lock"))
-        or any(not p or p.startswith(".") or p.endswith(".lock") for p in parts)
-        or name == "@"
-    ):
-        raise ValueError(f"not a valid git branch or tag name: {name!r}")
-    return name
 
 
 def full_ref(ref: str) -> str:

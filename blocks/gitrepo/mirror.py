@@ -12,7 +12,6 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -23,20 +22,15 @@ from typing import BinaryIO
 import git
 
 from blocks.gitrepo.errors import GitError
+from changeflow.change_notes import DEFAULT_AUTHOR
+from changeflow.redaction import redact
 
 __all__ = ["COMMITTER", "DEFAULT_AUTHOR", "GitMirror", "default_cache_dir", "redact"]
 
-DEFAULT_AUTHOR = "changeflow <changeflow@localhost>"
 COMMITTER = ("changeflow", "changeflow@localhost")
-_CREDENTIALS_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)[^/@\s]+@")
 # A mirror's lock is held at most once per thread (the flock is per open file, so a second
 # acquisition in the same thread would wait on itself).
 _held = threading.local()
-
-
-def redact(text: str) -> str:
-    """Hide credentials embedded in URLs (`https://user:token@host` → `https://***@host`)."""
-    return _CREDENTIALS_RE.sub(r"\g<scheme>***@", text)
 
 
 def default_cache_dir() -> Path:
@@ -134,6 +128,7 @@ class GitMirror:
     def _init_mirror(self) -> None:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         if (self.path / "config").is_file():
+            _private(self.path / "config")  # a mirror made by a version that left it 0644
             return
         with self._locked():
             if (self.path / "config").is_file():
@@ -150,6 +145,9 @@ class GitMirror:
                 )
                 if status != 0:
                     raise GitError(f"git init failed ({status}): {err.strip()}")
+                # The config holds the URL, which may hold a token: owner-only before it is
+                # written (git keeps a config's mode when it rewrites it; the folder is 0700).
+                os.chmod(tmp / "config", 0o600)
                 # Written through GitPython's config writer, not `git config`, so the URL
                 # (which may hold a token) never appears on a command line.
                 with git.Repo(tmp).config_writer() as config:
@@ -196,3 +194,9 @@ class GitMirror:
         """Bring the mirror up to date with the remote (every branch and tag; prunes too)."""
         with self._locked():
             self._fetch()
+
+
+def _private(path: Path) -> None:
+    """Make a file owner-only unless it already is."""
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)

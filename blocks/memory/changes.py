@@ -12,9 +12,10 @@ import secrets
 import threading
 from collections.abc import Callable
 
-# the texts of a change's history entry are those the git and ServiceNow backends write
-from blocks.change_management import author_of, describe_change
 from changeflow.change_ids import change_number, format_change_id
+
+# the texts of a change's history entry are those the git and ServiceNow backends write
+from changeflow.change_notes import author_of, describe_change
 from changeflow.errors import BadInput
 from changeflow.incidents import Incident
 from changeflow.models import Approval, ChangeRequest, utcnow

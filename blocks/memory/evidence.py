@@ -14,12 +14,13 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from changeflow import verification
 from changeflow.canonical import digest, digest_hex
 from changeflow.errors import BadInput, IntegrityError
-from changeflow.models import Asset, Attachment, Evidence, InventoryEntry, asset_id
-from changeflow.ports import Verification
+from changeflow.models import Asset, Attachment, Evidence, InventoryEntry
 from changeflow.storage import BucketStatus, Retention, StorageCheck, judge_storage
 from changeflow.summary import EvidenceSummary
+from changeflow.verification import Verification
 
 __all__ = ["MemoryEvidenceStore"]
 
@@ -207,47 +208,25 @@ class MemoryEvidenceStore:
 
     # -- verification ---------------------------------------------------------------------
 
-    def _verify_one(self, evidence_id: str) -> Verification:
-        try:
-            record = self.get_evidence(evidence_id)
-        except IntegrityError as exc:
-            return Verification(checked=1, broken=[str(exc)])
-        broken = []
-        for attachment in record.attachments:
-            try:
-                self.get_attachment(attachment.hash)
-            except IntegrityError as exc:
-                broken.append(f"evidence {evidence_id}: {exc}")
-        return Verification(checked=1 + len(record.attachments), broken=broken)
+    def verify_attachment(self, hash_: str) -> int:
+        """Re-hash an attachment; its size."""
+        return len(self.get_attachment(hash_))
+
+    def evidence_for_assets_ids(self, asset_ids: Iterable[str]) -> dict[str, list[str]]:
+        """The evidence ids about each asset."""
+        return self._evidence_ids(asset_ids)
 
     def verify_evidence(self, evidence_ids: Iterable[str]) -> Verification:
         """Re-hash evidence records and their attachments."""
-        return sum(map(self._verify_one, sorted(set(evidence_ids))), Verification())
+        return verification.verify_evidence(self, evidence_ids)
 
     def verify_summary(self, url: str, expected: str) -> Verification:
         """Re-hash a summary and everything it names."""
-        try:
-            summary = self.get_summary(url, expected)
-        except IntegrityError as exc:
-            return Verification(checked=1, broken=[str(exc)])
-        named = self.verify_evidence(item.evidence_id for item in summary.evidence)
-        return Verification(checked=1) + named
+        return verification.verify_summary(self, url, expected)
 
     def verify_entries(self, entries: list[InventoryEntry]) -> Verification:
         """Re-hash the evidence and stored artifacts behind inventory entries."""
-        found = self._evidence_ids(asset_id(e.provenance) for e in entries)
-        checked, broken = 0, []
-        for entry in entries:
-            if not found.get(asset_id(entry.provenance)):
-                broken.append(f"entry {entry.name}: no evidence for {entry.provenance}")
-            if self.holds_artifact(entry.artifact):
-                checked += 1
-                try:
-                    self.get_attachment(entry.sha256)
-                except IntegrityError as exc:
-                    broken.append(f"entry {entry.name}: artifact {exc}")
-        records = self.verify_evidence(e for ids in found.values() for e in ids)
-        return Verification(checked=checked, broken=broken) + records
+        return verification.verify_entries(self, entries)
 
     # -- the store itself -----------------------------------------------------------------
 

@@ -14,7 +14,6 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from blocks.gitrepo.errors import check_ref_name
 from changeflow.delta import Delta, compute_delta, select_promotion
 from changeflow.errors import BadInput
 from changeflow.inventory_rules import (
@@ -39,6 +38,7 @@ from changeflow.inventory_rules import (
     refuse_ignored,
     types_in,
 )
+from changeflow.labels import check_ref_name
 from changeflow.models import InventoryEntry, Promotion, validate_entry_name
 
 __all__ = ["MemoryInventory"]

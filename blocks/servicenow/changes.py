@@ -22,7 +22,6 @@ from typing import Literal
 
 from pydantic import HttpUrl, ValidationError
 
-from blocks.change_management import describe_change
 from blocks.servicenow.client import (
     LOGO,
     MARKER,
@@ -32,6 +31,7 @@ from blocks.servicenow.client import (
     servicenow_time,
 )
 from changeflow.change_ids import is_change_id
+from changeflow.change_notes import describe_change
 from changeflow.errors import BadInput, IntegrityError
 from changeflow.models import Approval, ChangeRequest, ChangeState, CloseCategory, Priority
 from changeflow.ports import Commit
