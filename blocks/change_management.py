@@ -14,7 +14,9 @@ from abc import ABC
 from collections.abc import Callable
 from pathlib import Path
 from typing import Self
+from urllib.parse import unquote, urlparse
 
+from git import GitCommandError, Repo
 from prefect.blocks.core import Block
 from pydantic import Field, HttpUrl, PrivateAttr, ValidationError
 
@@ -25,6 +27,7 @@ from changeflow.errors import BadInput, IntegrityError
 from changeflow.models import Approval, ChangeRequest
 from changeflow.ports import Commit
 from changeflow.render import render_change_request
+from changeflow.revisions import check_revision
 from changeflow.settings import Settings
 
 __all__ = [
@@ -54,6 +57,13 @@ def _files(cr: ChangeRequest) -> dict[str, bytes | None]:
         record: cr.to_json() + b"\n",
         markdown: render_change_request(cr).encode("utf-8"),
     }
+
+
+def _local_path(url: str) -> Path | None:
+    """The folder of a remote on this machine (a file:// URL or an absolute path), else None."""
+    if url.startswith("file://"):
+        return Path(unquote(urlparse(url).path))
+    return Path(url) if url.startswith("/") else None
 
 
 class ChangeRepo(Block, ABC):
@@ -94,6 +104,26 @@ class ChangeRepo(Block, ABC):
         """The branch head on the remote, freshly fetched; None for an empty repo."""
         self.git.fetch()
         return self.git.resolve(f"refs/heads/{BRANCH}")
+
+    def name_head(self) -> None:
+        """Point a local remote's HEAD at `BRANCH` when it names a branch that does not exist.
+
+        `git init --bare` names `master`, but the records live on `main`: a clone of such a
+        remote checks out nothing, and an auditor's first step finds no CR. A HEAD naming a
+        branch that exists is someone's choice and stays. Remotes behind a server (https, ssh)
+        take their default branch from the server's settings, not from a push.
+        """
+        path = _local_path(self.remote_url)
+        if path is None or not (path / "HEAD").is_file():
+            return
+        named = (path / "HEAD").read_text(errors="replace").strip().removeprefix("ref: ")
+        if named == f"refs/heads/{BRANCH}" or not named.startswith("refs/heads/"):
+            return
+        repo = Repo(path)
+        try:
+            repo.git.rev_parse("--verify", "--quiet", named)
+        except GitCommandError:
+            repo.git.symbolic_ref("HEAD", f"refs/heads/{BRANCH}")
 
 
 class GitChangeManagement(ChangeRepo):
@@ -185,24 +215,41 @@ class GitChangeManagement(ChangeRepo):
             lambda: f"{describe_change(built[-1], message, by)}filing: {token}\n",
             author=author_of(by),
         )
+        self.name_head()  # so a clone of the remote shows the CRs
         return built[-1]
 
-    def update(self, cr: ChangeRequest, message: str, *, by: str | None = None) -> ChangeRequest:
+    def update(
+        self,
+        cr: ChangeRequest,
+        message: str,
+        *,
+        by: str | None = None,
+        expected: str | None = None,
+    ) -> ChangeRequest:
         """Write a change request's new state (record and Markdown) in one commit.
+
+        With `expected`, the record at the head the commit is built on must be that revision
+        (or already `cr`); the push's compare-and-swap on the branch makes the check and the
+        write one step: when another writer moved the branch, the check runs again on its head.
 
         Args:
             cr: the record to store.
             message: what changed and why, for the commit message.
             by: who, the commit's author.
+            expected: the revision the caller read.
 
         Raises:
             BadInput: when no change request has that id.
+            StaleChange: when the CR changed since the caller read it.
         """
         record, _ = change_paths(cr.id)
 
         def change(parent: str | None) -> dict[str, bytes | None]:
             if parent is None or record not in self.git.path_types(parent, [record]):
                 raise BadInput(f"unknown change request {cr.id}")
+            if expected is not None:
+                stored = self._parse(cr.id, self.git.read_files(parent, [record])[record], parent)
+                check_revision(stored, cr, expected)
             return _files(cr)
 
         self.git.commit(BRANCH, change, describe_change(cr, message, by), author=author_of(by))

@@ -31,7 +31,7 @@ from changeflow.models import Asset, Attachment, Evidence, InventoryEntry
 from changeflow.ports import Verification
 from changeflow.settings import Settings
 from changeflow.storage import BucketStatus, StorageCheck
-from changeflow.summary import EvidenceSummary
+from changeflow.summary import EvidenceSummary, FoundEvidence
 
 __all__ = ["EvidenceLocker"]
 
@@ -245,6 +245,10 @@ class EvidenceLocker(Block):
     def evidence_for_assets(self, asset_ids: Iterable[str]) -> dict[str, list[Evidence]]:
         """Every evidence record about each asset, read with bounded concurrency."""
         return self._records().evidence_for_assets(asset_ids)
+
+    def find_evidence(self, asset_ids: Iterable[str]) -> FoundEvidence:
+        """Every record about the assets; one that cannot be read is reported, not raised."""
+        return self._records().find_evidence(asset_ids)
 
     def put_summary(self, summary: EvidenceSummary) -> tuple[str, str]:
         """Store a deployment run's summary once; return its url and sha256 digest."""

@@ -63,6 +63,7 @@ class GitIncidents(ChangeRepo):
         opened = sum(1 for i in incidents if i.state == "open")
         text = f"incidents: {message}\n\n{opened} open, {len(files) - opened} closed\n"
         self.git.commit(BRANCH, lambda _parent: files, text, author=author_of(by))
+        self.name_head()  # so a clone of the remote shows the records
 
     def incidents(self) -> list[Incident]:
         """Return every stored incident, sorted by id.

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from changeflow.errors import BadInput, IntegrityError
 from changeflow.models import InventoryEntry, Promotion, validate_entry_name
+from changeflow.render import code_span, escape_block, escape_inline
 
 __all__ = [
     "IGNORE_FILE",
@@ -301,18 +302,19 @@ def pull_request_text(record: Promotion, target: str) -> tuple[str, str]:
     """The title and body of the pull request a promotion left for review is opened as."""
     moved = f"{_entries(len(record.entries))} from {record.source} to {target}"
     title = f"promote {record.id}: {moved}"
+    # the body is Markdown on the forge: what people typed is escaped, so it stays their text
     body = "\n".join(
         [
-            record.description,
+            escape_block(record.description),
             "",
             f"- priority: {record.priority.value}",
-            f"- assigned to: {record.assigned_to}",
+            f"- assigned to: {escape_inline(record.assigned_to)}",
             f"- customer impact: {record.customer_impact.value}",
-            f"- backout plan: {record.backout_plan}",
-            f"- source commit: {record.source_commit}",
+            f"- backout plan: {escape_inline(record.backout_plan)}",
+            f"- source commit: {escape_inline(str(record.source_commit))}",
             "",
             "Entries:",
-            *(f"- `{name}`" for name in record.entries),
+            *(f"- {code_span(name)}" for name in record.entries),
             "",
             f"Approve by merging, or run `changeflow promote --merge {record.id}`.",
         ]

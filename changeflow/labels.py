@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 
+from changeflow.names import REGION_PATTERN
+
 __all__ = ["check_ref_name", "deployed_label", "environment_label", "region_of_label"]
 
 _SUFFIX = "_latest"
+_REGION_RE = re.compile(REGION_PATTERN)
 # what `git check-ref-format` refuses anywhere in a name
 _BAD_REF_RE = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{")
 
@@ -22,10 +25,15 @@ def environment_label(environment: str) -> str:
 
 
 def region_of_label(label: str, environment: str) -> str | None:
-    """The region a `<region>_<env>_latest` label names, or None for any other label."""
+    """The region a `<region>_<env>_latest` label names, or None for any other label.
+
+    A label read back is checked like one written: one whose region part is not a region name
+    (a tag made by hand) names no region.
+    """
     suffix = f"_{environment}{_SUFFIX}"
     if label.endswith(suffix) and label != environment_label(environment):
-        return label.removesuffix(suffix) or None
+        region = label.removesuffix(suffix)
+        return region if region and _REGION_RE.fullmatch(region) else None
     return None
 
 

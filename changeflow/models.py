@@ -14,6 +14,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from changeflow.canonical import DIGEST_PATTERN, canonical_json, sha256_hex
 from changeflow.change_ids import CHANGE_ID_PATTERN
+from changeflow.names import (
+    check_aware_past,
+    validate_asset_uri,
+    validate_entry_name,
+    validate_environment,
+    validate_file_name,
+    validate_region,
+)
+from changeflow.redaction import redact, refuse_credentials
 
 __all__ = [
     "Approval",
@@ -43,7 +52,6 @@ __all__ = [
 
 SHA1_PATTERN = r"^[0-9a-f]{40}$"
 _ID_RE = re.compile(r"^[0-9a-f]{64}$")
-MAX_ENTRY_NAME = 200
 
 
 def utcnow() -> datetime:
@@ -54,28 +62,6 @@ def utcnow() -> datetime:
 def asset_id(uri: str) -> str:
     """Return an asset's id: the sha256 of its uri, as bare hex."""
     return sha256_hex(uri.encode("utf-8"))
-
-
-def validate_entry_name(name: str) -> str:
-    """Check an inventory entry name: a relative path, no `..`, not hidden, not Markdown.
-
-    Raises:
-        ValueError: naming what is wrong with `name`.
-    """
-    if not name or len(name) > MAX_ENTRY_NAME:
-        raise ValueError(f"entry name must be 1 to {MAX_ENTRY_NAME} characters: {name!r}")
-    if name.startswith("/") or "\\" in name:
-        raise ValueError(f"entry name must be a relative path: {name!r}")
-    parts = name.split("/")
-    if any(part in ("", ".", "..") for part in parts):
-        raise ValueError(f"entry name must not contain '..', '.' or empty parts: {name!r}")
-    if any(part.startswith(".") for part in parts):
-        raise ValueError(f"entry name must not be hidden: {name!r}")
-    if name.endswith(".md"):
-        raise ValueError(f"entry name must not end in .md: {name!r}")
-    if any(ord(c) < 32 for c in name):
-        raise ValueError(f"entry name must not contain control characters: {name!r}")
-    return name
 
 
 class Record(BaseModel):
@@ -108,6 +94,13 @@ class Asset(Record):
     uri: str = Field(min_length=1)
     type: Literal["commit", "image", "artifact", "pipelinerun", "other"] = "other"
     related: list[str] = Field(default_factory=list, description="Uris of related assets.")
+
+    _check_uri = field_validator("uri")(validate_asset_uri)
+
+    @field_validator("related")
+    @classmethod
+    def _related(cls, value: list[str]) -> list[str]:
+        return [validate_asset_uri(uri) for uri in value]
 
     @property
     def id(self) -> str:
@@ -173,6 +166,10 @@ class Evidence(Record):
     issues: list[str] = Field(default_factory=list)
     findings: list[Finding] = Field(default_factory=list)
 
+    # naive or far-future dates are refused on write and on read: a naive one cannot be
+    # compared with the others, a future one would stay "the latest" and hide later records
+    _check_date = field_validator("date")(check_aware_past)
+
     @field_validator("assets")
     @classmethod
     def _asset_ids(cls, value: list[str]) -> list[str]:
@@ -218,6 +215,21 @@ class InventoryEntry(Record):
     @classmethod
     def _name(cls, value: str) -> str:
         return validate_entry_name(value)
+
+    _check_provenance = field_validator("provenance")(validate_asset_uri)
+    # shown in every CR and trace: a token in it would be published with them
+    _check_repository_url = field_validator("repository_url")(refuse_credentials)
+
+    @field_validator("app_artifacts")
+    @classmethod
+    def _app_artifacts(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # the file name becomes a path on the deploying worker: one plain name, nothing more
+        if "filename" in value:
+            filename = value["filename"]
+            if not isinstance(filename, str):
+                raise ValueError("app_artifacts.filename must be a string")
+            validate_file_name(filename)
+        return value
 
     @property
     def commit_uri(self) -> str:
@@ -266,6 +278,9 @@ class Promotion(Record):
     entries: list[str] = Field(default_factory=list, description="Entry names it promotes.")
     source_commit: str | None = None
 
+    # an environment: it names a branch, and the promotion's own branch under promotion/
+    _check_target = field_validator("target")(validate_environment)
+
 
 class ChangeType(StrEnum):
     standard = "standard"
@@ -303,6 +318,9 @@ class ChangeLogEntry(Record):
     repository_url: str
     from_commit: str | None = None
     to_commit: str
+
+    # a CR is read by people: whatever an older entry held, no credentials reach it
+    _redact_url = field_validator("repository_url")(redact)
 
 
 class ChangeRequest(Record):
@@ -343,10 +361,20 @@ class ChangeRequest(Record):
     evidence_count: int = 0
     failed_evidence: list[str] = Field(default_factory=list)
     acceptance_evidence: list[str] = Field(default_factory=list)
+    # what it runs under (the worker's configuration): the deploy argv, the environments file's
+    # sha256, the readiness policy in force and the sha256 of its canonical JSON
+    deploy_command: list[str] = Field(default_factory=list)
+    environments_sha256: str | None = Field(default=None, pattern=DIGEST_PATTERN)
+    policy: dict[str, Any] = Field(default_factory=dict)
+    policy_digest: str | None = Field(default=None, pattern=DIGEST_PATTERN)
     approvals: list[Approval] = Field(default_factory=list)
     close_category: CloseCategory | None = None
     close_notes: str = ""
     history: list[dict[str, str]] = Field(default_factory=list)
+
+    # both become label and folder names: checked on every read too, for a record edited by hand
+    _check_environment = field_validator("environment")(validate_environment)
+    _check_region = field_validator("region")(validate_region)
 
     @property
     def is_open(self) -> bool:

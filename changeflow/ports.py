@@ -28,7 +28,7 @@ from changeflow.models import (
     Promotion,
 )
 from changeflow.storage import StorageCheck
-from changeflow.summary import EvidenceSummary
+from changeflow.summary import EvidenceSummary, FoundEvidence
 from changeflow.verification import Verification
 
 __all__ = [
@@ -85,6 +85,11 @@ class EvidenceStore(Protocol):
 
     def evidence_for_assets(self, asset_ids: Iterable[str]) -> dict[str, list[Evidence]]:
         """Every evidence record about each asset."""
+        ...
+
+    def find_evidence(self, asset_ids: Iterable[str]) -> FoundEvidence:
+        """Every evidence record about the assets; one that cannot be read is reported, not
+        raised, so it never breaks a summary (a store that cannot be reached still raises)."""
         ...
 
     def put_summary(self, summary: EvidenceSummary) -> tuple[str, str]:
@@ -195,8 +200,19 @@ class ChangeManagement(Protocol):
         """Allocate an id and file the CR drafted for it."""
         ...
 
-    def update(self, cr: ChangeRequest, message: str, *, by: str | None = None) -> ChangeRequest:
-        """Record a CR's new content as one change."""
+    def update(
+        self,
+        cr: ChangeRequest,
+        message: str,
+        *,
+        by: str | None = None,
+        expected: str | None = None,
+    ) -> ChangeRequest:
+        """Record a CR's new content as one change (none when it is already stored).
+
+        `expected` is the revision (`changeflow.revisions.revision`) the caller read: when the
+        stored CR is no longer that, the write is refused with `StaleChange`.
+        """
         ...
 
     def get(self, id: str) -> ChangeRequest:

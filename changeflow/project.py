@@ -5,14 +5,17 @@ Both are validated when they are loaded, so a typo is found before a flow reache
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from changeflow.canonical import digest
 from changeflow.errors import BadInput
 from changeflow.incidents import GracePeriods
+from changeflow.names import validate_environment, validate_region
 from changeflow.readiness import ReadinessPolicy
 from changeflow.reports import ReportFormat, Thresholds
 from changeflow.windows import EnvironmentWindows
@@ -28,11 +31,39 @@ __all__ = [
     "load_app_config",
     "load_environments",
     "parse_environments",
+    "read_environments",
 ]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+_VARIABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# a Prefect block's name: lowercase letters, digits and dashes
+_BLOCK_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+# the pipeline's own configuration: never handed to a command, whatever a file says
+_PIPELINE_PREFIXES = ("CHANGEFLOW_", "PREFECT_")
+
+
+def _variable(name: str) -> str:
+    if not _VARIABLE_RE.match(name):
+        raise ValueError(f"{name!r} is not an environment variable name")
+    if name.upper().startswith(_PIPELINE_PREFIXES) or name == "PATH":
+        raise ValueError(f"{name} is the pipeline's own configuration: it is never passed on")
+    return name
+
+
+def _pass_env(names: list[str]) -> list[str]:
+    return [_variable(n) for n in names]
+
+
+def _secrets(secrets: dict[str, str]) -> dict[str, str]:
+    for variable, block in secrets.items():
+        _variable(variable)
+        if not _BLOCK_NAME_RE.match(block):
+            raise ValueError(f"{variable}: {block!r} is not a Secret block name")
+    return secrets
 
 
 def _argv(value: list[str]) -> list[str]:
@@ -97,14 +128,36 @@ class EnvironmentSpec(_Strict):
         default=None, description="When deployments may run; none means always."
     )
     grace_periods: GracePeriods = Field(default_factory=GracePeriods)
+    pass_env: list[str] = Field(
+        default_factory=list,
+        description="Worker variables the deploy, backout and acceptance commands also get.",
+    )
+    secrets: dict[str, str] = Field(
+        default_factory=dict,
+        description="Variable -> name of the Prefect Secret block whose value it gets.",
+    )
 
+    _check_regions = field_validator("regions")(lambda v: [validate_region(r) for r in v])
     _check_deploy = field_validator("deploy", "backout")(lambda v: None if v is None else _argv(v))
+    _check_pass_env = field_validator("pass_env")(_pass_env)
+    _check_secrets = field_validator("secrets")(_secrets)
+
+    @model_validator(mode="after")
+    def _secrets_are_not_passed(self) -> EnvironmentSpec:
+        if both := sorted(set(self.pass_env) & set(self.secrets)):
+            raise ValueError(f"{', '.join(both)}: both passed and a secret; choose one")
+        return self
 
 
 class Environments(_Strict):
     """The `environments.toml` of a deployment: every environment changeflow deploys to."""
 
     environments: dict[str, EnvironmentSpec] = Field(default_factory=dict)
+
+    # each name becomes a branch, labels and folders: the file is refused before any of those
+    _check_names = field_validator("environments")(
+        lambda v: {validate_environment(name): spec for name, spec in v.items()}
+    )
 
     def get(self, environment: str, region: str | None = None) -> EnvironmentSpec:
         """Return an environment's spec, checking the region when one is given.
@@ -164,9 +217,25 @@ def load_environments(path: Path) -> Environments:
     Raises:
         BadInput: when the file is missing or malformed.
     """
+    return read_environments(path)[0]
+
+
+def read_environments(path: Path) -> tuple[Environments, str]:
+    """Load and validate an `environments.toml`, with the sha256 of the bytes read.
+
+    One read for both, so the digest a CR records is of the file that was applied.
+
+    Raises:
+        BadInput: when the file is missing or malformed.
+    """
     if not path.is_file():
         raise BadInput(f"no environments file at {path}")
-    return parse_environments(path.read_text("utf-8"), str(path))
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{path}: not UTF-8 text") from exc
+    return parse_environments(text, str(path)), digest(data)
 
 
 def parse_environments(text: str, where: str = "environments.toml") -> Environments:

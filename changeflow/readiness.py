@@ -8,7 +8,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from changeflow.models import EvidenceResult
-from changeflow.summary import EvidenceSummary
+from changeflow.summary import UNREADABLE, EvidenceSummary
 
 __all__ = [
     "DEFAULT_REQUIRED_TYPES",
@@ -81,9 +81,15 @@ def deployment_ready(
     """Decide whether every asset of the summary carries passing evidence.
 
     Missing, pending or failed evidence of a required type blocks, and so do findings past their
-    due date and any evidence that did not verify; recommended evidence only warns.
+    due date, any evidence that did not verify and any record that cannot be read (whatever
+    type it had, it may have been a failure); recommended evidence only warns.
     """
     reasons = [f"evidence does not verify: {item}" for item in integrity_failures or []]
+    reasons += [
+        f"{item.asset_uri}: evidence {item.evidence_id[:12]} {item.summary}"
+        for item in summary.evidence
+        if item.evidence_type_id == UNREADABLE
+    ]
     warnings: list[str] = []
     by_asset: dict[str, dict[str, list[str]]] = {}
     for item in summary.evidence:

@@ -1,21 +1,73 @@
-"""Markdown for people: change requests and evidence summaries."""
+"""Markdown for people: change requests and evidence summaries.
+
+Every text a person or a tool supplied (comments, descriptions, backout plans, names, report
+summaries) goes through `escape_inline`, `escape_block` or `code_span` on its way in, so it
+reads as the text it is and cannot forge structure: no headings, list items, table cells,
+links, HTML or code fences of its own.
+"""
 
 from __future__ import annotations
 
+import re
+import shlex
+
 from changeflow.labels import deployed_label
 from changeflow.models import ChangeRequest
+from changeflow.names import has_hidden_characters
 
-__all__ = ["markdown_table", "render_change_request"]
+__all__ = [
+    "code_span",
+    "escape_block",
+    "escape_inline",
+    "markdown_table",
+    "render_change_request",
+]
+
+# what starts a line break in Markdown's eyes (and in Python's splitlines)
+_BREAKS = re.compile(r"\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
+# ASCII punctuation that opens Markdown or HTML structure anywhere in a line; `_` is handled
+# apart (inside a word it is plain text, as in com.ibm.unit_tests)
+_SPECIAL = re.compile(r"[\\`*\[\]<>|~&]")
+_LONE_UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+# what makes a line a heading, list item, quote, thematic break or setext underline
+_LINE_MARK = re.compile(r"^(\s*)([#+\-=])")
+_LINE_NUMBER = re.compile(r"^(\s*\d+)([.)])")
+
+
+def _visible(text: str) -> str:
+    # control and bidi characters would reorder or hide what a reader sees
+    if not has_hidden_characters(text):
+        return text
+    return "".join("\ufffd" if has_hidden_characters(c) else c for c in text)
+
+
+def escape_inline(text: str) -> str:
+    """Text for the inside of one Markdown line: line breaks become spaces, markup is escaped."""
+    flat = _visible(_BREAKS.sub(" ", text))
+    escaped = _SPECIAL.sub(lambda m: "\\" + m[0], flat)
+    return _LONE_UNDERSCORE.sub(r"\_", escaped)
+
+
+def escape_block(text: str) -> str:
+    """Text of several lines as plain paragraphs: each line escaped, none starting structure."""
+    lines = [escape_inline(line) for line in _BREAKS.split(text)]
+    lines = [_LINE_NUMBER.sub(r"\1\\\2", _LINE_MARK.sub(r"\1\\\2", line)) for line in lines]
+    return "\n".join(lines).strip("\n")
+
+
+def code_span(text: str) -> str:
+    """`text` as inline code, fenced by more backticks than it holds, so it cannot close early."""
+    flat = _visible(_BREAKS.sub(" ", text))
+    longest = max((len(run) for run in re.findall(r"`+", flat)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if flat.startswith("`") or flat.endswith("`") else ""
+    return f"{fence}{pad}{flat}{pad}{fence}"
 
 
 def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
-    """Render a Markdown table; pipes inside cells are escaped."""
-
-    def cell(value: str) -> str:
-        return value.replace("|", "\\|").replace("\n", " ")
-
+    """Render a Markdown table; every cell is escaped text on one line."""
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(escape_inline(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -23,7 +75,7 @@ def render_change_request(cr: ChangeRequest) -> str:
     """Render a change request as Markdown for a change board."""
     ready = "yes" if cr.deployment_ready else "no"
     out = [
-        f"# {cr.id}: deploy to {cr.environment} / {cr.region}",
+        f"# {cr.id}: deploy to {escape_inline(cr.environment)} / {escape_inline(cr.region)}",
         "",
         markdown_table(
             ["field", "value"],
@@ -42,21 +94,28 @@ def render_change_request(cr: ChangeRequest) -> str:
                 ["evidence summary", cr.evidence_summary_url or ""],
                 ["evidence summary sha256", cr.evidence_summary_sha256 or ""],
                 ["close category", cr.close_category.value if cr.close_category else ""],
+                ["deploy command", shlex.join(cr.deploy_command)],
+                ["environments file sha256", cr.environments_sha256 or ""],
+                ["policy sha256", cr.policy_digest or ""],
             ],
         ),
         "",
         "## Description",
         "",
-        cr.description or "(none)",
+        escape_block(cr.description) or "(none)",
         "",
-        f"Purpose: {cr.purpose or '(none)'}",
+        f"Purpose: {escape_inline(cr.purpose) or '(none)'}",
         "",
-        f"Impact: {cr.impact or '(none)'}",
+        f"Impact: {escape_inline(cr.impact) or '(none)'}",
         "",
         "## Readiness",
         "",
     ]
-    out += [f"- {reason}" for reason in cr.readiness_reasons] or ["- every required check passed"]
+    out += [f"- {escape_inline(reason)}" for reason in cr.readiness_reasons] or [
+        "- every required check passed"
+    ]
+    out += ["", "## Policy in force", ""]
+    out.append(_policy(cr))
     out += ["", "## Deployment BOM", ""]
     out.append(
         markdown_table(["entry", "sha256"], [[k, v] for k, v in sorted(cr.bom.items())])
@@ -64,41 +123,59 @@ def render_change_request(cr: ChangeRequest) -> str:
         else "(nothing)"
     )
     out += ["", "## Delta", ""]
-    out += [f"- changed or added: `{name}`" for name in cr.delta]
-    out += [f"- deleted: `{name}`" for name in cr.deletions]
+    out += [f"- changed or added: {code_span(name)}" for name in cr.delta]
+    out += [f"- deleted: {code_span(name)}" for name in cr.deletions]
     if not (cr.delta or cr.deletions):
         out.append("- (nothing)")
     out += ["", "## Change log", ""]
     out += [
-        f"- `{c.entry}`: {c.repository_url} {c.from_commit or '(new)'} → {c.to_commit}"
+        f"- {code_span(c.entry)}: {escape_inline(c.repository_url)} "
+        f"{escape_inline(c.from_commit or '(new)')} → {escape_inline(c.to_commit)}"
         for c in cr.change_log
     ] or ["- (none)"]
     out += ["", "## Failed evidence", ""]
-    out += [f"- {item}" for item in cr.failed_evidence] or ["- (none)"]
-    out += ["", "## Backout plan", "", cr.backout_plan or "(none)", ""]
+    out += [f"- {escape_inline(item)}" for item in cr.failed_evidence] or ["- (none)"]
+    out += ["", "## Backout plan", "", escape_block(cr.backout_plan) or "(none)", ""]
     out += ["## Rollback", ""]
-    label = deployed_label(cr.environment, cr.region)
+    label = code_span(deployed_label(cr.environment, cr.region))
+    place = escape_inline(f"{cr.environment}/{cr.region}")
     if cr.previous_inventory_commit:
         out += [
-            f"Before this change `{label}` pointed at inventory commit "
-            f"`{cr.previous_inventory_commit}`: its entries are what ran in "
-            f"{cr.environment}/{cr.region}, and the deployment BOM above lists what replaces "
-            f"them. To roll back, restore those entries on the `{cr.environment}` branch and "
-            "deploy them under a new change request; meanwhile the backout plan says how to "
-            "undo this deployment by hand. The labels move only when a deployment succeeds, so "
-            f"a failed one leaves `{label}` where it was.",
+            f"Before this change {label} pointed at inventory commit "
+            f"{code_span(cr.previous_inventory_commit)}: its entries are what ran in "
+            f"{place}, and the deployment BOM above lists what replaces "
+            f"them. To roll back, restore those entries on the {code_span(cr.environment)} "
+            "branch and deploy them under a new change request; meanwhile the backout plan says "
+            "how to undo this deployment by hand. The labels move only when a deployment "
+            f"succeeds, so a failed one leaves {label} where it was.",
             "",
         ]
     else:
-        out += [f"This is the first deployment to {cr.environment}/{cr.region}: roll back by "
+        out += [f"This is the first deployment to {place}: roll back by "
                 "removing what it installed.", ""]  # fmt: skip
     out += ["## Approvals", ""]
     out += [
-        f"- {a.decision} by {a.by} at {a.date.isoformat()}"
+        f"- {a.decision} by {escape_inline(a.by)} at {a.date.isoformat()}"
         + (" (automatic)" if a.automatic else "")
-        + (f": {a.comment}" if a.comment else "")
+        + (f": {escape_inline(a.comment)}" if a.comment else "")
         for a in cr.approvals
     ] or ["- (none yet)"]
     if cr.close_notes:
-        out += ["", "## Closing notes", "", cr.close_notes]
+        out += ["", "## Closing notes", "", escape_block(cr.close_notes)]
     return "\n".join(out) + "\n"
+
+
+def _policy(cr: ChangeRequest) -> str:
+    """The recorded policy's checks as a table (a CR filed before policies were recorded has
+    none; a policy with no checks is said so, since it lets anything through)."""
+    if not cr.policy:
+        return "(not recorded)"
+    checks = cr.policy.get("checks")
+    rows = [
+        [str(c.get("evidence_type_id", "")), str(c.get("level", ""))]
+        for c in (checks if isinstance(checks, list) else [])
+        if isinstance(c, dict)
+    ]
+    if not rows:
+        return "(no checks: every deployment counts as ready)"
+    return markdown_table(["evidence type", "level"], rows)

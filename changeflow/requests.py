@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from changeflow.change_ids import CHANGE_ID_PATTERN
 from changeflow.canonical import canonical_json, digest
+from changeflow.change_ids import CHANGE_ID_PATTERN
 from changeflow.errors import BadInput
 from changeflow.models import (
     SHA1_PATTERN,
@@ -25,8 +25,16 @@ from changeflow.models import (
     DeploymentImpact,
     Priority,
 )
+from changeflow.names import (
+    ENVIRONMENT_PATTERN,
+    MAX_NAME,
+    REGION_PATTERN,
+    validate_environment,
+    validate_region,
+    validate_repo_url,
+)
 from changeflow.project import Environments, EnvironmentSpec, load_environments, read_environments
-from changeflow.redaction import CREDENTIALS_HELP, URL_WITHOUT_CREDENTIALS, has_credentials, redact
+from changeflow.redaction import URL_WITHOUT_CREDENTIALS, refuse_credentials
 from changeflow.settings import Settings
 
 __all__ = [
@@ -46,6 +54,11 @@ __all__ = [
 BRANCH_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/\-]*$"
 # empty, or a CR id: the forms render a plain text field (not "a string or None")
 CHANGE_REQUEST_PATTERN = f"^({CHANGE_ID_PATTERN.strip('^$')})?$"
+
+
+def _optional(pattern: str) -> str:
+    """`pattern` (anchored) or the empty string: a form field that may stay empty."""
+    return f"^(?:{pattern.removeprefix('^').removesuffix('$')})?$"
 
 
 def _environments_file(path: str = "") -> Path | None:
@@ -154,12 +167,12 @@ class BuildRequest(BaseModel):
         ),
     )
 
-    @field_validator("repo_url")
-    @classmethod
-    def _no_credentials(cls, value: str) -> str:
-        if has_credentials(value):
-            raise ValueError(f"{redact(value)} carries credentials: {CREDENTIALS_HELP}")
-        return value
+    # first: no later message may echo a token
+    _check_credentials = field_validator("repo_url")(refuse_credentials)
+
+    # after the credentials check (validators run in order): only a URL naming a repository,
+    # never git's `ext::` transport or an option
+    _check_repo_url = field_validator("repo_url")(validate_repo_url)
 
 
 class PromotionRequest(BaseModel):
@@ -167,7 +180,8 @@ class PromotionRequest(BaseModel):
 
     source: str = Field(pattern=BRANCH_PATTERN, description="Where the artifacts come from.")
     target: str = Field(
-        pattern=BRANCH_PATTERN,
+        pattern=ENVIRONMENT_PATTERN,
+        max_length=MAX_NAME,
         description="The environment they go to.",
         json_schema_extra=_environment_choices,
     )
@@ -198,10 +212,16 @@ class DeploymentRequest(BaseModel):
     # never a run's parameters: a run that names them is refused
     model_config = ConfigDict(extra="forbid", json_schema_extra=_deployment_choices)
 
+    # strict names, checked before anything is read or written: both become labels and folders
     environment: str = Field(
-        pattern=BRANCH_PATTERN, description="The environment (an inventory branch)."
+        description="The environment (an inventory branch).",
+        # the pattern in the form too, so the API refuses such a run before it exists
+        json_schema_extra={"pattern": ENVIRONMENT_PATTERN, "maxLength": MAX_NAME},
     )
-    region: str = Field(min_length=1, description="The region to deploy to.")
+    region: str = Field(
+        description="The region to deploy to.",
+        json_schema_extra={"pattern": REGION_PATTERN, "maxLength": MAX_NAME},
+    )
     force: bool = Field(default=False, description="Deploy even when nothing changed.")
     emergency: bool = Field(
         default=False, description="Go ahead without approval; the CR waits in review after."
@@ -212,32 +232,75 @@ class DeploymentRequest(BaseModel):
         description="Carry on with this CR (approved, say, after its run timed out).",
     )
 
+    _check_environment = field_validator("environment")(validate_environment)
+    _check_region = field_validator("region")(validate_region)
 
-def deployment_spec(request: DeploymentRequest) -> EnvironmentSpec:
+
+class DeploymentConfig(BaseModel):
+    """How one deployment is made, from the worker's configuration, and what a CR records of it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    spec: EnvironmentSpec
+    environments_sha256: str | None = Field(
+        default=None, description="sha256 of the environments file read; None without one."
+    )
+
+    def recorded_on(self, cr: ChangeRequest, command: list[str]) -> ChangeRequest:
+        """`cr` with the command that runs, the environments file's digest and the policy."""
+        policy = self.spec.policy.model_dump(mode="json")
+        return cr.model_copy(
+            update={
+                "deploy_command": list(command),
+                "environments_sha256": self.environments_sha256,
+                "policy": policy,
+                "policy_digest": digest(canonical_json(policy)),
+            }
+        )
+
+
+def deployment_config(
+    request: DeploymentRequest, *, command: list[str] | None = None, environments_file: str = ""
+) -> DeploymentConfig:
     """Check a deployment request against the project: the one check, made once per run.
 
-    The environment and region must be in the environments file (when one is configured), and
-    a deploy command must come from it or from the request.
+    The environment and region must be in the environments file (`environments_file`, else
+    `CHANGEFLOW_ENVIRONMENTS`), and a deploy command must come from it or from `command`. Both
+    come from the worker's (or the CLI's own) configuration, never from the request.
 
     Returns:
-        How the environment is deployed, the request's command in place of the file's.
+        How the environment is deployed (`command` in place of the file's), with the file's
+        sha256.
 
     Raises:
         BadInput: for an unknown environment or region, or when no deploy command is configured.
     """
-    file = _environments_file(request.environments_file)
+    file = _environments_file(environments_file)
+    sha256 = None
     if file:
-        spec = load_environments(file).get(request.environment, request.region)
+        environments, sha256 = read_environments(file)
+        spec = environments.get(request.environment, request.region)
     else:
         spec = EnvironmentSpec(regions=[request.region])
-    if request.command:
-        spec = spec.model_copy(update={"deploy": request.command})
+    if command:
+        spec = spec.model_copy(update={"deploy": list(command)})
     if not spec.deploy:
         raise BadInput(
             f"no deploy command configured for {request.environment}/{request.region}: "
             "set one in the environments file or pass --command"
         )
-    return spec
+    return DeploymentConfig(spec=spec, environments_sha256=sha256)
+
+
+def deployment_spec(
+    request: DeploymentRequest, *, command: list[str] | None = None, environments_file: str = ""
+) -> EnvironmentSpec:
+    """How the environment is deployed: `deployment_config`'s spec.
+
+    Raises:
+        BadInput: for an unknown environment or region, or when no deploy command is configured.
+    """
+    return deployment_config(request, command=command, environments_file=environments_file).spec
 
 
 class AuditRequest(BaseModel):
@@ -245,10 +308,17 @@ class AuditRequest(BaseModel):
 
     environment: str = Field(
         default="",
+        pattern=_optional(ENVIRONMENT_PATTERN),
+        max_length=MAX_NAME,
         description="Verify what is deployed here.",
         json_schema_extra=_optional_environment_choices,
     )
-    region: str = Field(default="", description="Only this region (empty: every one).")
+    region: str = Field(
+        default="",
+        pattern=_optional(REGION_PATTERN),
+        max_length=MAX_NAME,
+        description="Only this region (empty: every one).",
+    )
     change_request: str = Field(
         default="",
         pattern=CHANGE_REQUEST_PATTERN,

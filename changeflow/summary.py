@@ -1,15 +1,33 @@
-"""The evidence summary of a deployment: the latest evidence per asset and evidence type."""
+"""The evidence summary of a deployment: the latest evidence per asset and evidence type.
+
+A record that cannot be read back (not valid, naive or far-future date, does not hash to its
+id) never breaks a summary: it is listed as failed evidence of the type `UNREADABLE`, with the
+reason, and blocks auto-approval.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from pydantic import Field
+from pydantic import BaseModel, Field, ValidationError
 
 from changeflow.models import Evidence, EvidenceResult, Record, utcnow
 
-__all__ = ["EvidenceSummary", "SummaryItem", "latest_evidence", "summarize"]
+__all__ = [
+    "UNREADABLE",
+    "EvidenceSummary",
+    "FoundEvidence",
+    "SummaryItem",
+    "UnreadableEvidence",
+    "found_evidence",
+    "latest_evidence",
+    "summarize",
+    "unreadable_because",
+]
+
+UNREADABLE = "changeflow.unreadable_evidence"
+"""The evidence type a summary lists a record that cannot be read under."""
 
 
 class SummaryItem(Record):
@@ -53,6 +71,66 @@ class EvidenceSummary(Record):
         return [i for i in self.evidence if i.result is not EvidenceResult.success]
 
 
+class UnreadableEvidence(BaseModel):
+    """A record an asset's markers name that cannot be read back.
+
+    Attributes:
+        evidence_id: the id the markers name.
+        assets: the ids of the assets whose markers name it.
+        reason: why it cannot be read, on one line.
+    """
+
+    evidence_id: str
+    assets: list[str]
+    reason: str
+
+
+class FoundEvidence(BaseModel):
+    """Every record about some assets: those read (each once, by id) and those that cannot be."""
+
+    records: list[Evidence] = Field(default_factory=list)
+    unreadable: list[UnreadableEvidence] = Field(default_factory=list)
+
+
+def found_evidence(
+    listed: Mapping[str, list[str]], read: Mapping[str, Evidence | str]
+) -> FoundEvidence:
+    """Sort what a store read into records and unreadable ones.
+
+    Args:
+        listed: asset id -> the evidence ids its markers name.
+        read: evidence id -> the record, or why it cannot be read.
+    """
+    records = [r for _, r in sorted(read.items()) if isinstance(r, Evidence)]
+    unreadable = [
+        UnreadableEvidence(
+            evidence_id=eid,
+            assets=sorted(aid for aid, ids in listed.items() if eid in ids),
+            reason=" ".join(why.split()),
+        )
+        for eid, why in sorted(read.items())
+        if isinstance(why, str)
+    ]
+    return FoundEvidence(records=records, unreadable=unreadable)
+
+
+def _invalid_because(exc: ValueError) -> str:
+    """Why a record did not validate, on one line: its first error's field and message."""
+    if isinstance(exc, ValidationError) and exc.errors():
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "record"
+        return f"{where}: {str(first['msg']).removeprefix('Value error, ')}"
+    return " ".join(str(exc).split())
+
+
+def unreadable_because(exc: Exception) -> str:
+    """Why a record cannot be read, on one line: the store's message, and the validation error
+    behind it when there is one (which field, and what is wrong with it)."""
+    cause = exc.__cause__
+    why = f"{exc}: {_invalid_because(cause)}" if isinstance(cause, ValueError) else str(exc)
+    return " ".join(why.split())
+
+
 def latest_evidence(records: Iterable[Evidence], asset: str) -> dict[str, Evidence]:
     """Pick, for one asset, the latest record of each evidence type.
 
@@ -76,6 +154,7 @@ def summarize(
     assets: dict[str, str],
     records: Iterable[Evidence],
     run_evidence: Iterable[Evidence] = (),
+    unreadable: Iterable[UnreadableEvidence] = (),
 ) -> EvidenceSummary:
     """Build the summary for the assets of a delta.
 
@@ -87,6 +166,8 @@ def summarize(
         records: every evidence record found for those assets.
         run_evidence: the deployment run's own evidence, included as it is (and not again
             among `records`, where a rerun finds what its crashed run recorded).
+        unreadable: records found for those assets that cannot be read: each is listed as
+            failed evidence of type `UNREADABLE`, its reason as the item's summary.
     """
     own = list(run_evidence)
     own_ids = {o.id for o in own}
@@ -98,6 +179,22 @@ def summarize(
     for record in own:
         for aid in record.assets:
             items.append(_item(record, aid, assets.get(aid, "")))
+    now = utcnow()
+    for bad in sorted(unreadable, key=lambda u: u.evidence_id):
+        for aid in sorted(set(bad.assets) & set(assets)):
+            items.append(
+                SummaryItem(
+                    evidence_id=bad.evidence_id,
+                    evidence_type_id=UNREADABLE,
+                    asset_id=aid,
+                    asset_uri=assets[aid],
+                    result=EvidenceResult.failure,
+                    date=now,
+                    tool="changeflow",
+                    scope=scope,
+                    summary=f"cannot be read: {bad.reason}",
+                )
+            )
     return EvidenceSummary(
         scope=scope, environment=environment, region=region, assets=assets, evidence=items
     )

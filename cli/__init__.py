@@ -51,7 +51,35 @@ def main() -> None:
     except (IntegrityError, NotReady, StorageUnavailable) as exc:
         _stderr(str(exc))
         sys.exit(1)
+    except Exception as exc:
+        if (refused := _refused(exc)) is None:
+            raise
+        _stderr(refused)
+        sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _refused(exc: Exception) -> str | None:
+    """One line for an HTTP request refused for its credentials (401/403), else None.
+
+    Read from the exception's response (httpx's shape) rather than by type, so the CLI does not
+    import httpx or Prefect to recognise it.
+    """
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    if status not in (401, 403):
+        return None
+    request = getattr(response, "request", None)
+    url = getattr(request, "url", None)
+    # scheme, host and port only: never a path or credentials a URL may carry
+    where = "a server"
+    if url is not None:
+        port = f":{url.port}" if getattr(url, "port", None) else ""
+        where = f"{getattr(url, 'scheme', '')}://{getattr(url, 'host', '')}{port}"
+    return (
+        f"{where} refused the request ({status}): check the credentials "
+        "(PREFECT_API_AUTH_STRING for the Prefect API)"
+    )
 
 
 def _one_line(exc: Exception) -> str:

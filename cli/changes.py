@@ -2,7 +2,9 @@
 
 Every input is checked before anything is written: an empty or multi-line `--by`, an unknown
 CR id, a CR that is not waiting for the decision (closed, cancelled, already decided) and an
-unknown close category are bad input (exit 2, one line, the change repo untouched).
+unknown close category are bad input (exit 2, one line, the change repo untouched). A decision
+is written only over the CR it was taken on: when another one landed in between (two people
+deciding at once), it is refused with what the CR holds now (exit 1, nothing written).
 """
 
 from __future__ import annotations
@@ -67,15 +69,17 @@ def _who(by: str, what: str) -> str:
 def _decide(cr_id: str, by: str, comment: str, approved: bool, as_json: bool) -> None:
     who = _who(by, "decides")  # before the slow imports: a typo answers at once
     from blocks import stores as config
-    from changeflow.change import record_decision
+    from changeflow.deploying import decide
+    from changeflow.revisions import revision
 
     changes = config.change_management(None)
     cr = changes.get(cr_id)
+    read = revision(cr)
     decision = "approved" if approved else "rejected"
-    # record_decision refuses a CR that is not waiting (closed, cancelled, decided) before
-    # anything is written
-    cr = record_decision(cr, Approval(by=who, decision=decision, comment=comment))
-    cr = changes.update(cr, message=f"{decision} by {who}")
+    # `decide` refuses a CR that is not waiting (closed, cancelled, decided) before anything is
+    # written; the write is refused (exit 1) when another decision landed since the read
+    cr = decide(cr, Approval(by=who, decision=decision, comment=comment))
+    cr = changes.update(cr, message=f"{decision} by {who}", expected=read)
     resumed = _resume(cr, approved, who, comment)
     emit(cr, as_json, f"{cr.id} {decision} by {who} ({cr.state.value}){resumed}")
 
@@ -144,8 +148,10 @@ def cr_close(
     who = _who(by, "closes")
     from blocks import stores as config
     from changeflow.change import close
+    from changeflow.revisions import revision
 
     changes = config.change_management(None)
-    cr = close(changes.get(cr_id), category, by=who, notes=notes)
-    cr = changes.update(cr, message=f"closed {category.value} by {who}")
+    read = changes.get(cr_id)
+    cr = close(read, category, by=who, notes=notes)
+    cr = changes.update(cr, message=f"closed {category.value} by {who}", expected=revision(read))
     emit(cr, as_json, f"{cr.id} closed {category.value}")

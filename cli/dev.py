@@ -23,6 +23,12 @@ def _dev_dir(directory: Path | None) -> Path:
 @dev_app.command("up")
 def dev_up(
     directory: Annotated[Path | None, typer.Option("--dir", help="Where the stack lives.")] = None,
+    auth: Annotated[
+        bool,
+        typer.Option(
+            "--auth", help="The Prefect API answers only clients with PREFECT_API_AUTH_STRING."
+        ),
+    ] = False,
 ) -> None:
     """Start SeaweedFS, a Prefect server and the git remotes; print `export` lines."""
     from blocks.evidence_locker import EvidenceLocker
@@ -34,7 +40,7 @@ def dev_up(
         if stack is not None:
             stack.stop()
         typer.echo(f"starting the local stack in {root} ...", err=True)
-        stack = LocalStack(root).start()
+        stack = LocalStack(root).start(auth=auth)
         EvidenceLocker.from_settings(Settings.from_env(stack.env)).create_bucket()
     for key, value in stack.env.items():
         typer.echo(f"export {key}={shlex.quote(value)}")

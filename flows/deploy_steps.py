@@ -17,6 +17,7 @@ from pathlib import Path
 from prefect import get_run_logger
 from prefect.runtime import flow_run
 
+from blocks.secrets import check_secrets
 from blocks.stores import open_stores
 from changeflow.change import (
     close,
@@ -27,7 +28,14 @@ from changeflow.change import (
     transition,
     unfiled_storage_check,
 )
-from changeflow.errors import BadInput
+from changeflow.deploying import (
+    IN_DOUBT,
+    DeployStatus,
+    deploy_finished,
+    deploy_started,
+    deploy_status,
+)
+from changeflow.errors import BadInput, NotReady
 from changeflow.labels import deployed_label, environment_label
 from changeflow.models import (
     Approval,
@@ -44,9 +52,16 @@ from changeflow.ports import Stores
 from changeflow.project import EnvironmentSpec, expand_command
 from changeflow.readiness import deployment_ready
 from changeflow.reports import Thresholds
-from changeflow.requests import DeploymentRequest, RecordStores, deployment_spec
+from changeflow.requests import (
+    DeploymentConfig,
+    DeploymentRequest,
+    RecordStores,
+    deployment_config,
+)
+from changeflow.revisions import revision
 from changeflow.summary import summarize
 from flows.common import run_scope, run_url
+from flows.local_deployment import local_deployment
 from flows.ui import (
     announce_change,
     emit_change_event,
@@ -57,7 +72,7 @@ from flows.ui import (
 from tasks.change import file_change_request, update_change_request
 from tasks.deployment import prepare_deployment, run_deployment_command
 from tasks.evidence import (
-    gather_evidence,
+    find_evidence,
     read_evidence,
     record_report,
     record_storage_check,
@@ -86,6 +101,12 @@ class Deployment:
     stores: Stores
     head: str
     previous: str | None
+    config: DeploymentConfig
+
+    def command(self, cr_id: str, template: list[str] | None = None) -> list[str]:
+        """A command of this deployment (default: the deploy command) as it runs for a CR."""
+        values = {"environment": self.environment, "region": self.region, "change_request": cr_id}
+        return expand_command(template or self.spec.deploy or [], values)
 
     @property
     def environment(self) -> str:
@@ -99,11 +120,20 @@ class Deployment:
 def open_deployment(request: DeploymentRequest, names: RecordStores) -> Deployment:
     """The deploy flow's first step: check the request once, open the stores, find the head.
 
+    The deploy command and the environments file come from the worker's configuration (or,
+    in the CLI's own process, from `flows.local_deployment`), never from the request.
+
     Raises:
-        BadInput: for a place the project does not deploy to, no deploy command, or an
-            environment the inventory has no branch for; nothing is written before.
+        BadInput: for a place the project does not deploy to, no deploy command, a missing
+            Secret block, or an environment the inventory has no branch for; nothing is
+            written before.
     """
-    spec = deployment_spec(request)
+    local = local_deployment()
+    config = deployment_config(
+        request, command=list(local.command), environments_file=local.environments_file
+    )
+    spec = config.spec
+    check_secrets(spec.secrets)
     stores = open_stores(names)
     environment, region = request.environment, request.region
     head, previous = resolve_refs(
@@ -111,7 +141,9 @@ def open_deployment(request: DeploymentRequest, names: RecordStores) -> Deployme
     )
     if head is None:
         raise BadInput(f"unknown environment {environment!r}: the inventory has no such branch")
-    return Deployment(request=request, spec=spec, stores=stores, head=head, previous=previous)
+    return Deployment(
+        request=request, spec=spec, stores=stores, head=head, previous=previous, config=config
+    )
 
 
 def advance(d: Deployment, before: ChangeRequest, after: ChangeRequest, why: str) -> ChangeRequest:
@@ -119,7 +151,8 @@ def advance(d: Deployment, before: ChangeRequest, after: ChangeRequest, why: str
 
     Every change the deploy flow makes to a CR goes through here: one write, one event.
     """
-    written = update_change_request(d.stores.changes, after, why)
+    # written only over the CR as this run read it: a person's change in between is not lost
+    written = update_change_request(d.stores.changes, after, why, revision(before))
     announce_change(before, written)
     return written
 
@@ -141,7 +174,9 @@ def file_change(d: Deployment, filed: list[ChangeRequest]) -> ChangeRequest | No
 
     scope = run_scope("deploy")
     assets = {asset_id(e.provenance): e.provenance for e in delta.entries.values()}
-    records = gather_evidence(stores.evidence, sorted(assets))
+    # a record that cannot be read is listed as failed evidence, never a crash
+    found = find_evidence(stores.evidence, sorted(assets))
+    records = found.records
     # the run's own evidence: is the locker keeping all of this immutable?
     own: list[Evidence] = []
     if assets:
@@ -162,6 +197,7 @@ def file_change(d: Deployment, filed: list[ChangeRequest]) -> ChangeRequest | No
         assets=assets,
         records=records,
         run_evidence=own,
+        unreadable=found.unreadable,
     )
     summary_url, summary_sha = store_summary(stores.evidence, summary)
     publish_summary(summary, summary_url, summary_sha)
@@ -171,24 +207,25 @@ def file_change(d: Deployment, filed: list[ChangeRequest]) -> ChangeRequest | No
     readiness = deployment_ready(summary, d.spec.policy, today=today).blocked_by(
         [f"overdue: {i.line}" for i in late]
     )
+    drafted = partial(
+        draft_change_request,
+        environment=environment,
+        region=region,
+        deployment_run_id=scope,
+        delta=delta,
+        previous=previous,
+        inventory_commit=d.head,
+        previous_inventory_commit=d.previous,
+        promotion=read_promotion(stores.inventory, d.head),
+        summary=summary,
+        summary_url=summary_url,
+        summary_sha256=summary_sha,
+        readiness=readiness,
+        emergency=d.request.emergency,
+    )
+    # the CR records what it runs under: the command, the environments file, the policy
     cr = file_change_request(
-        stores.changes,
-        partial(
-            draft_change_request,
-            environment=environment,
-            region=region,
-            deployment_run_id=scope,
-            delta=delta,
-            previous=previous,
-            inventory_commit=d.head,
-            previous_inventory_commit=d.previous,
-            promotion=read_promotion(stores.inventory, d.head),
-            summary=summary,
-            summary_url=summary_url,
-            summary_sha256=summary_sha,
-            readiness=readiness,
-            emergency=d.request.emergency,
-        ),
+        stores.changes, lambda cr_id: d.config.recorded_on(drafted(cr_id), d.command(cr_id))
     )
     logger.info("filed %s (deployment ready: %s)", cr.id, readiness.ready)
     announce_change(None, cr)
@@ -226,11 +263,18 @@ def implement(d: Deployment, cr: ChangeRequest) -> ChangeRequest:
     """Deploy (unless a crashed run already did), move the labels and close the CR.
 
     The labels move only after the acceptance evidence is on the CR, so a rerun that finds the
-    region's label at the CR's commit knows the deployment happened and only closes it.
+    region's label at the CR's commit knows the deployment happened and only closes it. The
+    command runs between a "started" and a "finished" record on the CR (`changeflow.deploying`):
+    a rerun that finds it finished only moves the labels; one that finds it started without an
+    outcome has waited for a person first (`flows.deploy_waits.wait_for_approval`).
     """
     [label] = resolve_refs(d.stores.inventory, [deployed_label(cr.environment, cr.region)])
     if label != cr.inventory_commit:
-        cr = _run_deployment(d, cr)
+        status = deploy_status(cr)
+        if status is DeployStatus.in_doubt:  # never run it again without a person's word
+            raise NotReady(f"{cr.id}: {IN_DOUBT}")
+        if status is DeployStatus.pending:
+            cr = _run_deployment(d, cr)
         if not cr.is_open:
             return cr
         # what is deployed where, and which CR and run put it there
@@ -274,22 +318,24 @@ def _run_deployment(d: Deployment, cr: ChangeRequest) -> ChangeRequest:
             "CHANGEFLOW_CHANGE_REQUEST": cr.id,
         }
         env = prepare_deployment(evidence, workdir, delta, entries, context)
-        result = run_deployment_command("deploy", expand_command(spec.deploy, values), workdir, env)
+        argv = expand_command(spec.deploy, values)
+        # what else the environment hands its commands: named worker variables, Secret blocks
+        given = partial(run_deployment_command, pass_env=spec.pass_env, secrets=spec.secrets)
+        # recorded before the command runs: a rerun that finds no outcome after it asks a person
+        cr = advance(d, cr, deploy_started(_configured(d, cr, argv)), "deploying")
+        result = given("deploy", argv, workdir, env)
         if not result.ok:
             if spec.backout:
-                run_deployment_command(
-                    "backout", expand_command(spec.backout, values), workdir, env
-                )
+                given("backout", expand_command(spec.backout, values), workdir, env)
             notes = f"deploy command exited {result.returncode}; labels left where they were"
-            failed = close(cr, CloseCategory.unsuccessful, by="changeflow", notes=notes)
+            ended = deploy_finished(cr, result.returncode)
+            failed = close(ended, CloseCategory.unsuccessful, by="changeflow", notes=notes)
             cr = advance(d, cr, failed, "closed unsuccessful")
             emit_change_event("deployment.finished", cr, ok=False)
             return cr
         acceptance: list[str] = []
         if spec.acceptance:
-            run_deployment_command(
-                "acceptance", expand_command(spec.acceptance.command, values), workdir, env
-            )
+            given("acceptance", expand_command(spec.acceptance.command, values), workdir, env)
             report_path = workdir / spec.acceptance.report
             record, _ = record_report(
                 evidence,
@@ -307,4 +353,18 @@ def _run_deployment(d: Deployment, cr: ChangeRequest) -> ChangeRequest:
             acceptance = [record.id]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return advance(d, cr, cr.model_copy(update={"acceptance_evidence": acceptance}), "deployed")
+    # the outcome, with the acceptance evidence: a rerun from here on only moves the labels
+    deployed = deploy_finished(cr, 0).model_copy(update={"acceptance_evidence": acceptance})
+    return advance(d, cr, deployed, "deployed")
+
+
+def _configured(d: Deployment, cr: ChangeRequest, argv: list[str]) -> ChangeRequest:
+    """The CR naming the command this run executes and the environments file it read.
+
+    They are the worker's configuration when the command runs, which may have changed since
+    the CR was filed (an approval came in after a worker's update, say): the CR never names a
+    command other than the one that ran. The policy stays the one that judged the CR.
+    """
+    return cr.model_copy(
+        update={"deploy_command": argv, "environments_sha256": d.config.environments_sha256}
+    )

@@ -29,7 +29,9 @@ from prefect.input import RunInput
 from prefect.runtime import flow_run
 from prefect.states import Scheduled
 
-from changeflow.change import cancel, note, record_decision, transition
+from changeflow.change import cancel, note, transition
+from changeflow.deploying import IN_DOUBT, decide, in_doubt, waiting_for_person
+from changeflow.errors import StaleChange
 from changeflow.models import Approval, ChangeRequest, ChangeState, ChangeType
 from changeflow.render import render_change_request
 from changeflow.windows import WindowDecision, decide_window
@@ -62,43 +64,60 @@ class ApprovalInput(RunInput):
 
 
 def wait_for_approval(d: Deployment, cr: ChangeRequest) -> ChangeRequest:
-    """Pause until a person decides, in the UI or with `changeflow cr approve|reject`."""
+    """Pause until a person decides, in the UI or with `changeflow cr approve|reject`.
+
+    A CR waits for its approval, or (`changeflow.deploying.in_doubt`) for a person to confirm
+    running a deploy command that may have run already. The decision from the form is written
+    only over the CR as read after the pause: when one recorded with the CLI landed first, that
+    one stands and the form's is dropped with a warning.
+    """
     changes = d.stores.changes
     run_id = str(flow_run.get_id())
     if cr.flow_run_id != run_id:
         # a rerun waits in place of the run that filed the CR
         cr = advance(d, cr, cr.model_copy(update={"flow_run_id": run_id}), "waiting for approval")
     publish_change_request(cr, changes.link(cr))
-    get_run_logger().warning(
-        "%s is not ready (%s); waiting for approval: changeflow cr approve %s --by NAME",
-        cr.id,
-        "; ".join(cr.readiness_reasons[:3]),
-        cr.id,
-    )
+    question = render_change_request(cr)
+    if in_doubt(cr):
+        question = f"**{IN_DOUBT}**: approve to run it again, reject to close the CR.\n\n{question}"
+        get_run_logger().warning(
+            "%s: %s; waiting for a person: changeflow cr approve|reject %s --by NAME",
+            cr.id,
+            IN_DOUBT,
+            cr.id,
+        )
+    else:
+        get_run_logger().warning(
+            "%s is not ready (%s); waiting for approval: changeflow cr approve %s --by NAME",
+            cr.id,
+            "; ".join(cr.readiness_reasons[:3]),
+            cr.id,
+        )
     try:
         decision = pause_flow_run(
             wait_for_input=ApprovalInput.with_initial_data(
-                description=render_change_request(cr), approved=True, by=""
+                description=question, approved=True, by=""
             ),
             timeout=d.spec.approval_timeout_s,
             poll_interval=2,
         )
-    except FlowPauseTimeout:
-        current = read_change_request(changes, cr.id)
-        if current.state is ChangeState.authorize:
-            timed_out = Approval(by="changeflow", decision="rejected", comment="approval timed out")
-            return advance(d, current, record_decision(current, timed_out), "timed out")
-        announce_change(cr, current)
-        return current
-    current = read_change_request(changes, cr.id)
-    if current.state is ChangeState.authorize:
         # decided in the UI: the CLI records its own decisions before it resumes the run
         approval = Approval(
             by=decision.by or "prefect-ui",
             decision="approved" if decision.approved else "rejected",
             comment=decision.comment,
         )
-        return advance(d, current, record_decision(current, approval), approval.decision)
+        why: str = approval.decision
+    except FlowPauseTimeout:
+        approval = Approval(by="changeflow", decision="rejected", comment="approval timed out")
+        why = "timed out"
+    current = read_change_request(changes, cr.id)
+    if waiting_for_person(current):
+        try:
+            return advance(d, current, decide(current, approval), why)
+        except StaleChange as stale:
+            get_run_logger().warning("%s; the form's decision was not recorded", stale)
+            current = read_change_request(changes, cr.id)
     announce_change(cr, current)
     return current
 

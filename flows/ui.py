@@ -22,7 +22,7 @@ from prefect.events import emit_event
 from changeflow.change import change_event
 from changeflow.delta import Delta
 from changeflow.models import ChangeRequest
-from changeflow.render import markdown_table, render_change_request
+from changeflow.render import code_span, escape_inline, markdown_table, render_change_request
 from changeflow.summary import EvidenceSummary
 
 __all__ = [
@@ -76,8 +76,10 @@ def publish_summary(summary: EvidenceSummary, url: str, sha256: str) -> None:
     ]
     markdown = "\n\n".join(
         [
-            f"# Evidence summary: {summary.environment} / {summary.region}",
-            f"Stored at `{url}` ({sha256}).",
+            # the names are checked, the url is the locker's own: escaped all the same
+            f"# Evidence summary: {escape_inline(summary.environment)} / "
+            f"{escape_inline(summary.region)}",
+            f"Stored at {code_span(url)} ({escape_inline(sha256)}).",
             markdown_table(["evidence type", "result", "asset", "tool", "summary", "id"], rows)
             if rows
             else "No evidence was found for the delta.",

@@ -29,10 +29,11 @@ def file_change_request(
 
 @task(name="update-change-request", task_run_name="cr-{message}", **IO)
 def update_change_request(
-    changes: ChangeManagement, cr: ChangeRequest, message: str
+    changes: ChangeManagement, cr: ChangeRequest, message: str, expected: str | None = None
 ) -> ChangeRequest:
-    """Record a CR's new state as one change."""
-    return changes.update(cr, message=message)
+    """Record a CR's new state as one change; refused (`StaleChange`) when the stored CR is no
+    longer the revision `expected` the flow read (a retried write that landed is a no-op)."""
+    return changes.update(cr, message=message, expected=expected)
 
 
 @task(name="read-change-request", **IO)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prefect import task
+from prefect import get_run_logger, task
 
 from changeflow.canonical import canonical_json
 from changeflow.evidence import make_evidence
@@ -10,10 +10,11 @@ from changeflow.models import Asset, Attachment, Evidence, EvidenceResult
 from changeflow.ports import EvidenceStore
 from changeflow.readiness import IMMUTABLE_STORAGE
 from changeflow.reports import ReportFormat, ReportOutcome, Thresholds, parse_report
-from changeflow.summary import EvidenceSummary
+from changeflow.summary import EvidenceSummary, FoundEvidence
 from tasks.io import IO
 
 __all__ = [
+    "find_evidence",
     "gather_evidence",
     "read_evidence",
     "record_report",
@@ -69,10 +70,24 @@ def record_report(
 
 @task(name="gather-evidence", **IO)
 def gather_evidence(locker: EvidenceStore, asset_ids: list[str]) -> list[Evidence]:
-    """Every evidence record about the delta's assets (one LIST per asset)."""
-    found = locker.evidence_for_assets(asset_ids)
-    unique = {e.id: e for records in found.values() for e in records}
-    return [unique[k] for k in sorted(unique)]
+    """Every readable evidence record about the assets (one LIST per asset), by id.
+
+    What CI carries on from: a record that cannot be read is logged and left out, so its check
+    runs again. A deployment reads through `find_evidence`, which reports such a record.
+    """
+    found = locker.find_evidence(asset_ids)
+    for bad in found.unreadable:
+        get_run_logger().warning("evidence %s cannot be read: %s", bad.evidence_id, bad.reason)
+    return found.records
+
+
+@task(name="find-evidence", **IO)
+def find_evidence(locker: EvidenceStore, asset_ids: list[str]) -> FoundEvidence:
+    """Every evidence record about the delta's assets, and those that cannot be read."""
+    found = locker.find_evidence(asset_ids)
+    for bad in found.unreadable:
+        get_run_logger().warning("evidence %s cannot be read: %s", bad.evidence_id, bad.reason)
+    return found
 
 
 @task(name="store-summary", **IO)

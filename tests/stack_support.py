@@ -104,7 +104,7 @@ def fresh_stack(s3_server: S3Server, root: Path) -> dict[str, str]:
         "CHANGEFLOW_S3_ACCESS_KEY": s3_server.access_key,
         "CHANGEFLOW_S3_SECRET_KEY": s3_server.secret_key,
         "CHANGEFLOW_INVENTORY_URL": init_bare_repo(root / "remotes" / "inventory.git"),
-        "CHANGEFLOW_CHANGE_REPO_URL": init_bare_repo(root / "remotes" / "changes.git"),
+        "CHANGEFLOW_CHANGE_REPO_URL": init_bare_repo(root / "remotes" / "changes.git", "main"),
         "CHANGEFLOW_ENVIRONMENTS": "",
     }
 

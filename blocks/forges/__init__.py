@@ -16,7 +16,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from blocks.forges.forge import PullRequest, PullRequestError
+from blocks.forges.forge import PullRequest, PullRequestError, PullRequestTimeout
 from blocks.forges.github import GitHubPullRequests
 from blocks.forges.gitlab import GitLabMergeRequests
 
@@ -26,6 +26,7 @@ __all__ = [
     "PullRequest",
     "PullRequestError",
     "PullRequestProvider",
+    "PullRequestTimeout",
 ]
 
 PullRequestProvider = Annotated[

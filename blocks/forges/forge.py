@@ -12,11 +12,13 @@ from typing import Any, ClassVar, Self
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 
-from changeflow.errors import StorageUnavailable
+from changeflow.errors import ServiceTimeout, StorageUnavailable
 
-__all__ = ["Forge", "PullRequest", "PullRequestError"]
+__all__ = ["Forge", "PullRequest", "PullRequestError", "PullRequestTimeout"]
 
 _RETRIED_STATUSES = {502, 503, 504}
+# seconds to open a connection; reads and writes wait the client's `timeout`
+_CONNECT_TIMEOUT = 5.0
 
 
 class PullRequestError(StorageUnavailable):
@@ -24,6 +26,10 @@ class PullRequestError(StorageUnavailable):
 
     A `StorageUnavailable`, so the CLI reports it on one line with exit code 1.
     """
+
+
+class PullRequestTimeout(PullRequestError, ServiceTimeout):
+    """The forge took the connection but did not answer within the client's timeout."""
 
 
 class PullRequest(BaseModel):
@@ -66,7 +72,7 @@ class Forge(BaseModel):
 
     Attributes:
         token: API token (sent as a header, never logged).
-        timeout: seconds per HTTP request.
+        timeout: seconds an HTTP request may wait for each read or write (connecting: at most 5).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -106,7 +112,7 @@ class Forge(BaseModel):
         return httpx.Client(
             base_url=self._base_url(),
             headers=self._headers(),
-            timeout=self.timeout,
+            timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, _CONNECT_TIMEOUT)),
             transport=self._transport,
             follow_redirects=False,
         )
@@ -127,6 +133,12 @@ class Forge(BaseModel):
         for _ in range(2):
             try:
                 response = client.request(method, path, params=params, json=body)
+            except httpx.TimeoutException as exc:
+                # a silent forge is not asked again: the call ends within its timeouts
+                raise PullRequestTimeout(
+                    f"{method} {self._base_url()}{path} failed: no answer within "
+                    f"{self.timeout:g} s ({type(exc).__name__})"
+                ) from None
             except httpx.HTTPError as exc:
                 raise PullRequestError(
                     f"{method} {self._base_url()}{path} failed: {type(exc).__name__}"

@@ -14,7 +14,14 @@ The remote is the source of truth. The blocks use the facade `GitRemote`, built 
 
 from __future__ import annotations
 
-from blocks.gitrepo.errors import GitError, RefConflict, UnknownRef, check_ref_name
+from blocks.gitrepo.errors import (
+    GitError,
+    RefConflict,
+    RemoteTimeout,
+    RemoteUnavailable,
+    UnknownRef,
+    check_ref_name,
+)
 from blocks.gitrepo.mirror import DEFAULT_AUTHOR, default_cache_dir, redact
 from blocks.gitrepo.writes import GitRemote
 
@@ -23,6 +30,8 @@ __all__ = [
     "GitError",
     "GitRemote",
     "RefConflict",
+    "RemoteTimeout",
+    "RemoteUnavailable",
     "UnknownRef",
     "check_ref_name",
     "default_cache_dir",

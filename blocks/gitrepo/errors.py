@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from changeflow.errors import ServiceTimeout, StorageUnavailable
 from changeflow.labels import check_ref_name
 
 __all__ = [
     "GitError",
     "RefConflict",
+    "RemoteTimeout",
+    "RemoteUnavailable",
     "UnknownRef",
     "check_path",
     "check_ref_name",
@@ -24,6 +27,14 @@ class UnknownRef(GitError, LookupError):
 
 class RefConflict(GitError):
     """The remote ref was not at the expected value (a compare-and-swap lost)."""
+
+
+class RemoteUnavailable(GitError, StorageUnavailable):
+    """The remote could not be reached (the CLI: one line, exit 1)."""
+
+
+class RemoteTimeout(RemoteUnavailable, ServiceTimeout):
+    """The remote took the connection but stopped answering: git gave up, or was killed."""
 
 
 def full_ref(ref: str) -> str:

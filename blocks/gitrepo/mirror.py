@@ -21,16 +21,54 @@ from typing import BinaryIO
 
 import git
 
-from blocks.gitrepo.errors import GitError
+from blocks.gitrepo.errors import GitError, RemoteTimeout, RemoteUnavailable
 from changeflow.change_notes import DEFAULT_AUTHOR
 from changeflow.redaction import redact
 
-__all__ = ["COMMITTER", "DEFAULT_AUTHOR", "GitMirror", "default_cache_dir", "redact"]
+__all__ = [
+    "COMMITTER",
+    "DEFAULT_AUTHOR",
+    "NETWORK_TIMEOUT",
+    "GitMirror",
+    "default_cache_dir",
+    "git_failure",
+    "redact",
+]
 
 COMMITTER = ("changeflow", "changeflow@localhost")
 # A mirror's lock is held at most once per thread (the flock is per open file, so a second
 # acquisition in the same thread would wait on itself).
 _held = threading.local()
+# A remote that stops answering is given up on: over HTTP(S) by git itself (a transfer under
+# 1 byte/s for 30 s ends), over any transport by killing git after NETWORK_TIMEOUT seconds.
+_NETWORK_CONFIG = ("-c", "http.lowSpeedLimit=1", "-c", "http.lowSpeedTime=30")
+NETWORK_TIMEOUT = 120.0
+_TIMED_OUT = ("Operation too slow", "timed out", "Timeout:")
+_UNREACHABLE = (
+    "Could not resolve host",
+    "Failed to connect",
+    "Connection refused",
+    "Couldn't connect",
+    "Connection reset",
+    "Empty reply from server",
+    "early EOF",
+    "Could not read from remote repository",
+)
+
+
+def git_failure(command: str, status: int, err: str) -> GitError:
+    """The error for a failed git command, without URL credentials; a remote that could not be
+    reached is `RemoteUnavailable` (said on one line), one that stopped answering
+    `RemoteTimeout`."""
+    kind: type[RemoteUnavailable] | None = None
+    if any(m in err for m in _TIMED_OUT):
+        kind = RemoteTimeout
+    elif any(m in err for m in _UNREACHABLE):
+        kind = RemoteUnavailable
+    if kind is None:
+        return GitError(redact(f"git {command} failed ({status}): {err.strip()}"))
+    said = "; ".join(line.strip() for line in err.splitlines() if line.strip())
+    return kind(redact(f"git {command}: the remote is unreachable ({status}): {said}"))
 
 
 def default_cache_dir() -> Path:
@@ -49,7 +87,9 @@ class GitMirror:
         timeout: seconds after which a fetch or push is killed.
     """
 
-    def __init__(self, url: str, cache_dir: Path | str, *, timeout: float = 300.0) -> None:
+    def __init__(
+        self, url: str, cache_dir: Path | str, *, timeout: float = NETWORK_TIMEOUT
+    ) -> None:
         self.url = url
         self.cache_dir = Path(cache_dir).expanduser()
         self.timeout = timeout
@@ -93,7 +133,7 @@ class GitMirror:
                 istream.write(stdin)
                 istream.seek(0)
             status, out, err = self._repo.git.execute(
-                ["git", *args],
+                ["git", *(_NETWORK_CONFIG if network else ()), *args],
                 istream=istream,
                 with_extended_output=True,
                 with_exceptions=False,
@@ -103,7 +143,7 @@ class GitMirror:
                 kill_after_timeout=self.timeout if network else None,
             )
         if check and status != 0:
-            raise GitError(redact(f"git {args[0]} failed ({status}): {err.strip()}"))
+            raise git_failure(args[0], status, err)
         return status, out, err
 
     def _text(self, *args: str, stdin: bytes | None = None) -> str:

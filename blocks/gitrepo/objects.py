@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from blocks.gitrepo.errors import UnknownRef, check_path, full_ref
-from blocks.gitrepo.mirror import GitMirror
+from blocks.gitrepo.mirror import NETWORK_TIMEOUT, GitMirror
 from changeflow.ports import Commit
 
 __all__ = ["GitObjects"]
@@ -32,7 +32,9 @@ def _usable(paths: list[str]) -> list[str]:
 class GitObjects(GitMirror):
     """Reads refs, trees, blobs and history from the mirror, and writes blobs and trees to it."""
 
-    def __init__(self, url: str, cache_dir: Path | str, *, timeout: float = 300.0) -> None:
+    def __init__(
+        self, url: str, cache_dir: Path | str, *, timeout: float = NETWORK_TIMEOUT
+    ) -> None:
         super().__init__(url, cache_dir, timeout=timeout)
         self._empty_tree: str | None = None
         self._known_commits: set[str] = set()

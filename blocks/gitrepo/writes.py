@@ -16,8 +16,8 @@ from pathlib import Path
 from types import EllipsisType
 from typing import Any
 
-from blocks.gitrepo.errors import GitError, RefConflict, full_ref
-from blocks.gitrepo.mirror import COMMITTER, DEFAULT_AUTHOR, redact
+from blocks.gitrepo.errors import RefConflict, full_ref
+from blocks.gitrepo.mirror import COMMITTER, DEFAULT_AUTHOR, NETWORK_TIMEOUT, git_failure
 from blocks.gitrepo.objects import GitObjects
 
 __all__ = ["GitRemote"]
@@ -62,7 +62,12 @@ class GitRemote(GitObjects):
     backoff_cap = 2.0
 
     def __init__(
-        self, url: str, cache_dir: Path | str, *, attempts: int = 40, timeout: float = 300.0
+        self,
+        url: str,
+        cache_dir: Path | str,
+        *,
+        attempts: int = 40,
+        timeout: float = NETWORK_TIMEOUT,
     ) -> None:
         super().__init__(url, cache_dir, timeout=timeout)
         self.attempts = attempts
@@ -89,7 +94,7 @@ class GitRemote(GitObjects):
         rejected = any(line.startswith("!") for line in report.splitlines())
         if rejected and any(marker in report for marker in _RACE_MARKERS):
             return False
-        raise GitError(redact(f"git push to {ref} failed ({status}): {report.strip()}"))
+        raise git_failure(f"push to {ref}", status, report)
 
     def _backoff(self, attempt: int, took: float) -> float:
         # Full jitter over a window that grows linearly, in units of how long an attempt

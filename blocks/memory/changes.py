@@ -20,6 +20,7 @@ from changeflow.errors import BadInput
 from changeflow.incidents import Incident
 from changeflow.models import Approval, ChangeRequest, utcnow
 from changeflow.ports import Commit
+from changeflow.revisions import check_revision
 
 __all__ = ["MemoryChangeManagement", "MemoryIncidents"]
 
@@ -71,17 +72,32 @@ class MemoryChangeManagement:
             self._record(cr, message, by)
         return cr
 
-    def update(self, cr: ChangeRequest, message: str, *, by: str | None = None) -> ChangeRequest:
+    def update(
+        self,
+        cr: ChangeRequest,
+        message: str,
+        *,
+        by: str | None = None,
+        expected: str | None = None,
+    ) -> ChangeRequest:
         """Record a CR's new content as one change (none when it is unchanged).
+
+        Args:
+            cr: the record to store.
+            message: what changed and why.
+            by: who.
+            expected: the revision the caller read; the write is refused when the stored CR
+                is no longer that (checked and written under one lock).
 
         Raises:
             BadInput: when no CR has that id.
+            StaleChange: when the CR changed since the caller read it.
         """
         with self._lock:
             stored = self._records.get(cr.id)
             if stored is None:
                 raise BadInput(f"unknown change request {cr.id}")
-            if stored != cr:
+            if check_revision(stored, cr, expected):
                 self._record(cr, message, by)
         return cr
 

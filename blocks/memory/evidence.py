@@ -19,7 +19,7 @@ from changeflow.canonical import digest, digest_hex
 from changeflow.errors import BadInput, IntegrityError
 from changeflow.models import Asset, Attachment, Evidence, InventoryEntry
 from changeflow.storage import BucketStatus, Retention, StorageCheck, judge_storage
-from changeflow.summary import EvidenceSummary
+from changeflow.summary import EvidenceSummary, FoundEvidence, found_evidence, unreadable_because
 from changeflow.verification import Verification
 
 __all__ = ["MemoryEvidenceStore"]
@@ -183,6 +183,22 @@ class MemoryEvidenceStore:
         """Every evidence record about each asset, in id order."""
         listed = self._evidence_ids(asset_ids)
         return {aid: [self.get_evidence(e) for e in ids] for aid, ids in listed.items()}
+
+    def find_evidence(self, asset_ids: Iterable[str]) -> FoundEvidence:
+        """Every record about the assets; one that cannot be read is reported with the reason."""
+        listed = self._evidence_ids(asset_ids)
+        read: dict[str, Evidence | str] = {}
+        for evidence_id in sorted({e for ids in listed.values() for e in ids}):
+            try:
+                read[evidence_id] = self.get_evidence(evidence_id)
+            except IntegrityError as exc:
+                read[evidence_id] = unreadable_because(exc)
+        return found_evidence(listed, read)
+
+    def link(self, asset: str, evidence_id: str) -> None:
+        """Name a record among an asset's, as a marker written out of band would."""
+        with self._lock:
+            self._about.setdefault(asset, set()).add(evidence_id)
 
     # -- deployment summaries -------------------------------------------------------------
 

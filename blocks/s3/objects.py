@@ -17,9 +17,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from botocore.config import Config
-from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionError,
+    ConnectTimeoutError,
+    HTTPClientError,
+    ReadTimeoutError,
+)
 
-from changeflow.errors import BadInput, IntegrityError, StorageUnavailable
+from changeflow.errors import BadInput, IntegrityError, ServiceTimeout, StorageUnavailable
 
 if TYPE_CHECKING:
     from prefect_aws import AwsCredentials
@@ -41,15 +47,23 @@ CHUNK = 8 * 1024 * 1024
 # same attachment or asset does not re-check it (bounded: memory stays constant on any batch)
 _KNOWN_MAX = 65_536
 _REFUSED = frozenset({"SignatureDoesNotMatch", "InvalidAccessKeyId", "InvalidClientTokenId"})
+# A store that accepts connections and never answers costs at most ATTEMPTS x READ_TIMEOUT plus
+# botocore's backoff (about 35 s); the read timeout bounds each wait on the socket, so a large
+# object that streams steadily is never cut. ATTEMPTS counts the first call (botocore's
+# `max_attempts` would not: 4 of them meant 5 calls of 60 s each).
+CONNECT_TIMEOUT = 5
+READ_TIMEOUT = 10
+ATTEMPTS = 3
 
 
 def s3_client(credentials: AwsCredentials, pool: int) -> Any:
-    """A boto3 S3 client with bounded retries and `pool` connections (at least 10)."""
+    """A boto3 S3 client with connect and read timeouts, bounded retries and `pool` connections
+    (at least 10)."""
     params = credentials.aws_client_parameters.get_params_override()
     params["config"] = Config(
-        retries={"max_attempts": 4, "mode": "standard"},
-        connect_timeout=5,
-        read_timeout=60,
+        retries={"total_max_attempts": ATTEMPTS, "mode": "standard"},
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=READ_TIMEOUT,
         max_pool_connections=max(pool, 10),
         # the locker sends its own ChecksumSHA256 and re-hashes what it reads
         request_checksum_calculation="when_required",
@@ -132,7 +146,10 @@ class S3Objects:
 
     def _unavailable(self, what: str, exc: Exception) -> StorageUnavailable:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return StorageUnavailable(
+        # a store that took the connection and stayed silent: not worth another round of tries
+        silent = isinstance(exc, ReadTimeoutError | ConnectTimeoutError)
+        kind: type[StorageUnavailable] = ServiceTimeout if silent else StorageUnavailable
+        return kind(
             f"evidence locker {self.endpoint} unreachable while trying to {what} "
             f"(gave up after bounded retries; a rerun completes the work): {reason}"
         )

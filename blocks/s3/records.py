@@ -16,7 +16,7 @@ from blocks.s3.objects import S3Objects
 from changeflow.canonical import digest
 from changeflow.errors import IntegrityError
 from changeflow.models import Asset, Evidence
-from changeflow.summary import EvidenceSummary
+from changeflow.summary import EvidenceSummary, FoundEvidence, found_evidence, unreadable_because
 
 __all__ = ["Records"]
 
@@ -107,6 +107,21 @@ class Records:
         with ThreadPoolExecutor(self.concurrency) as pool:
             records = dict(zip(unique, pool.map(self.get_evidence, unique), strict=True))
         return {aid: [records[e] for e in found] for aid, found in listed.items()}
+
+    def find_evidence(self, asset_ids: Iterable[str]) -> FoundEvidence:
+        """Every record about the assets; one that cannot be read is reported with the reason."""
+        listed = self.evidence_ids_for_assets(asset_ids)
+        unique = sorted({e for found in listed.values() for e in found})
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            read = dict(zip(unique, pool.map(self._read_or_why, unique), strict=True))
+        return found_evidence(listed, read)
+
+    def _read_or_why(self, evidence_id: str) -> Evidence | str:
+        # only what is wrong with the record itself: an unreachable store still raises
+        try:
+            return self.get_evidence(evidence_id)
+        except IntegrityError as exc:
+            return unreadable_because(exc)
 
     def put_summary(self, summary: EvidenceSummary) -> tuple[str, str]:
         """Store a deployment run's summary once; its url and sha256 digest."""

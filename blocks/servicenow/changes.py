@@ -35,6 +35,7 @@ from changeflow.change_notes import describe_change
 from changeflow.errors import BadInput, IntegrityError
 from changeflow.models import Approval, ChangeRequest, ChangeState, CloseCategory, Priority
 from changeflow.ports import Commit
+from changeflow.revisions import check_revision
 
 __all__ = [
     "ATTACHMENT_NAME",
@@ -177,10 +178,26 @@ class ServiceNowChangeManagement(ServiceNowBlock):
             raise IntegrityError(f"{number}: attachment {pointer} holds {cr.id}")
         return cr
 
-    def _store(self, sys_id: str, cr: ChangeRequest, message: str, by: str | None) -> None:
+    def _store(
+        self,
+        sys_id: str,
+        cr: ChangeRequest,
+        message: str,
+        by: str | None,
+        read: tuple[str, str] | None = None,
+    ) -> None:
         # Attach first, then point the record at it in the same PATCH that writes the work
         # note: a reader sees the old version or the new one, never a half-written one.
         pointer = self._attach(sys_id, cr)
+        if read is not None:
+            # `read`: the version pointer and the revision the caller read. The Table API has
+            # no conditional update: looking again right before the PATCH leaves the narrowest
+            # window; an attachment made in vain stays, as old versions do.
+            row = self._own(cr.id)
+            if row.get("correlation_id") != read[0] and not check_revision(
+                self._record(row), cr, read[1]
+            ):
+                return
         body = {
             **change_fields(cr),
             "correlation_id": pointer,
@@ -219,17 +236,28 @@ class ServiceNowChangeManagement(ServiceNowBlock):
         self._store(sys_id, cr, message, by)
         return cr
 
-    def update(self, cr: ChangeRequest, message: str, *, by: str | None = None) -> ChangeRequest:
+    def update(
+        self,
+        cr: ChangeRequest,
+        message: str,
+        *,
+        by: str | None = None,
+        expected: str | None = None,
+    ) -> ChangeRequest:
         """Store a change request's new state: fields, a new attachment and a work note.
 
-        Writing the state already stored changes nothing.
+        Writing the state already stored changes nothing. With `expected`, the attached record
+        must be that revision, checked when read and again (by its attachment, the version
+        `correlation_id` points at) right before the record is pointed at the new one.
 
         Raises:
             BadInput: when no change request has that id.
+            StaleChange: when the CR changed since the caller read it.
         """
         row = self._own(cr.id)
-        if self._record(row) != cr:
-            self._store(row["sys_id"], cr, message, by)
+        if check_revision(self._record(row), cr, expected):
+            read = (row.get("correlation_id", ""), expected) if expected is not None else None
+            self._store(row["sys_id"], cr, message, by, read)
         return cr
 
     def get(self, id: str) -> ChangeRequest:

@@ -17,7 +17,7 @@ import httpx
 from prefect.blocks.core import Block
 from pydantic import Field, HttpUrl, PrivateAttr, SecretStr, model_validator
 
-from changeflow.errors import StorageUnavailable
+from changeflow.errors import ServiceTimeout, StorageUnavailable
 
 __all__ = [
     "JOURNAL",
@@ -36,6 +36,8 @@ LOGO = HttpUrl(
     "https://cdn.sanity.io/images/3ugk85nk/production/d74b16fe84ce626345adf235a47008fea2869a60-225x225.png"
 )
 _STAMP = "%Y-%m-%d %H:%M:%S"
+# seconds to open a connection; reads, writes and the pool wait the block's `timeout`
+CONNECT_TIMEOUT = 5.0
 
 
 class ServiceNowError(RuntimeError):
@@ -67,7 +69,7 @@ class ServiceNowBlock(Block, ABC):
         username: API user for basic auth (with `password`).
         password: that user's password.
         token: an OAuth bearer token, instead of username and password.
-        timeout: seconds per request.
+        timeout: seconds a request may wait for each read or write (connecting: at most 5).
     """
 
     instance_url: str = Field(description="ServiceNow instance URL.")
@@ -124,7 +126,7 @@ class ServiceNowBlock(Block, ABC):
             base_url=self.instance_url.rstrip("/"),
             headers=headers,
             auth=auth,
-            timeout=self.timeout,
+            timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, CONNECT_TIMEOUT)),
             transport=self._transport,
         )
 
@@ -140,6 +142,12 @@ class ServiceNowBlock(Block, ABC):
         try:
             with self._client() as client:
                 response = client.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            # a silent instance: one request, no retry, so a call ends within its timeouts
+            raise ServiceTimeout(
+                f"ServiceNow at {self.where} is unreachable: no answer within "
+                f"{self.timeout:g} s ({type(exc).__name__})"
+            ) from None
         except httpx.TransportError as exc:
             raise StorageUnavailable(
                 f"ServiceNow at {self.where} is unreachable: {type(exc).__name__}"

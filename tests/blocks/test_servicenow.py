@@ -20,7 +20,7 @@ from pydantic import SecretStr, ValidationError
 
 from blocks.servicenow import ATTACHMENT_NAME, ServiceNowChangeManagement, ServiceNowError
 from changeflow.change import close, record_decision, transition
-from changeflow.errors import BadInput, IntegrityError, StorageUnavailable
+from changeflow.errors import BadInput, IntegrityError, StaleChange, StorageUnavailable
 from changeflow.models import (
     Approval,
     ChangeRequest,
@@ -29,6 +29,7 @@ from changeflow.models import (
     CloseCategory,
     Priority,
 )
+from changeflow.revisions import revision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "contract"))
 from servicenow_fake import ServiceNowFake
@@ -342,6 +343,33 @@ def test_bearer_token_and_injected_transport(fake: ServiceNowFake) -> None:
     assert seen and all(r.headers["authorization"] == f"Bearer {fake.token}" for r in seen)
     assert all(fake.token not in str(r.url) for r in seen)
     assert {r.method for r in seen} == {"GET", "POST", "PATCH"}
+
+
+def test_a_decision_landing_during_a_write_is_not_overwritten(
+    snow: ServiceNowChangeManagement, fake: ServiceNowFake
+) -> None:
+    # the Table API has no conditional update: the block looks again right before it points
+    # the record at its new version; here alice's decision lands while bob's is being attached
+    waiting = transition(snow.create(draft()), ChangeState.authorize, by="changeflow", why="x")
+    snow.update(waiting, "assessed")
+    read = revision(waiting)
+    approved = record_decision(waiting, Approval(by="alice", decision="approved"))
+    rejected = record_decision(waiting, Approval(by="bob", decision="rejected"))
+    landed: list[ChangeRequest] = []
+
+    class AliceFirst(httpx.HTTPTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            if request.url.path == "/api/now/attachment/file" and not landed:
+                landed.append(snow.update(approved, "approved by alice", expected=read))
+            return super().handle_request(request)
+
+    bob = ServiceNowChangeManagement.on_instance_of(snow).with_transport(AliceFirst())
+    notes = len(fake.journal)
+    with pytest.raises(StaleChange, match="approved by alice"):
+        bob.update(rejected, "rejected by bob", by="bob", expected=read)
+    assert landed and snow.get(waiting.id) == approved
+    assert len(fake.journal) == notes + 1  # alice's work note only
+    assert snow.history(waiting.id)[0].message.startswith(f"{waiting.id}: approved by alice")
 
 
 def test_unreachable_instance_is_storage_unavailable(fake: ServiceNowFake) -> None:

@@ -93,15 +93,15 @@ def test_deployment_spec_checks_the_place_and_the_command(environments: Path) ->
         deployment_spec(DeploymentRequest(environment="staging", region="eu-de"))
     with pytest.raises(BadInput, match="unknown environment 'qa'"):
         deployment_spec(DeploymentRequest(environment="qa", region="us-south"))
-    overridden = DeploymentRequest(environment="prod", region="us-south", command=["deploy.sh"])
-    assert deployment_spec(overridden).deploy == ["deploy.sh"]
+    overridden = DeploymentRequest(environment="prod", region="us-south")
+    assert deployment_spec(overridden, command=["deploy.sh"]).deploy == ["deploy.sh"]
 
 
 def test_deployment_spec_needs_a_command_somewhere(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CHANGEFLOW_ENVIRONMENTS", raising=False)
     with pytest.raises(BadInput, match="no deploy command configured for prod/r1"):
         deployment_spec(DeploymentRequest(environment="prod", region="r1"))
-    spec = deployment_spec(DeploymentRequest(environment="prod", region="r1", command=["x"]))
+    spec = deployment_spec(DeploymentRequest(environment="prod", region="r1"), command=["x"])
     assert spec.regions == ["r1"]
 
 

@@ -24,7 +24,8 @@ from port_cases import (
 from stack_support import race
 
 from changeflow.canonical import digest
-from changeflow.errors import BadInput, IntegrityError
+from changeflow.change import note, record_decision, transition
+from changeflow.errors import BadInput, IntegrityError, StaleChange
 from changeflow.evidence import make_evidence
 from changeflow.incidents import GracePeriods, Incident, incidents_from_evidence, reconcile
 from changeflow.models import (
@@ -38,6 +39,7 @@ from changeflow.models import (
     asset_id,
 )
 from changeflow.ports import ChangeManagement, Commit, EvidenceStore, IncidentStore, Verification
+from changeflow.revisions import revision
 from changeflow.storage import StorageCheck
 from changeflow.summary import EvidenceSummary, summarize
 
@@ -274,6 +276,66 @@ def test_concurrent_filings_get_distinct_ids(changes: Opened[ChangeManagement]) 
     assert sorted(cr.id for cr in created) == [f"CHG{n:07d}" for n in range(1, count + 1)]
     stored = changes.another().list()
     assert {cr.id: cr.region for cr in stored} == {cr.id: cr.region for cr in created}
+
+
+def _waiting(store: ChangeManagement) -> ChangeRequest:
+    """A CR filed and moved to `authorize`: waiting for a person's decision."""
+    filed = store.create(_draft())
+    assessed = transition(filed, ChangeState.assess, by="changeflow", why="filed")
+    waiting = transition(assessed, ChangeState.authorize, by="changeflow", why="assessed")
+    return store.update(waiting, "waiting for approval", expected=revision(filed))
+
+
+def test_a_write_over_a_changed_record_is_refused(changes: Opened[ChangeManagement]) -> None:
+    store, other = changes.store, changes.another()
+    waiting = _waiting(store)
+    read = revision(waiting)
+    approved = record_decision(waiting, Approval(by="alice", decision="approved"))
+    rejected = record_decision(waiting, Approval(by="bob", decision="rejected"))
+    other.update(approved, "approved by alice", by="alice", expected=read)
+    entries = len(store.history(waiting.id))
+    # bob decided on the CR as it was before alice's decision: refused, nothing written
+    with pytest.raises(StaleChange, match="approved by alice"):
+        store.update(rejected, "rejected by bob", by="bob", expected=read)
+    assert store.get(waiting.id) == approved
+    assert len(store.history(waiting.id)) == entries
+    # the same write again (a retried write that landed) is neither a change nor refused
+    assert store.update(approved, "approved by alice", by="alice", expected=read) == approved
+    assert len(store.history(waiting.id)) == entries
+    # over the revision it is now, a write goes ahead; without `expected`, as before
+    noted = note(approved, "looked at again")
+    assert store.update(noted, "noted", expected=revision(approved)) == noted
+    assert store.get(waiting.id) == noted
+    assert len(store.history(waiting.id)) == entries + 1
+
+
+@pytest.fixture(params=["git", "memory"])
+def atomic_changes(request: pytest.FixtureRequest, tmp_path: Path) -> Opened[ChangeManagement]:
+    """The backends whose check and write are one step (ServiceNow's Table API has no
+    conditional update: it checks right before it writes)."""
+    return open_changes(request, tmp_path)
+
+
+def test_of_two_decisions_at_once_exactly_one_is_recorded(
+    atomic_changes: Opened[ChangeManagement],
+) -> None:
+    waiting = _waiting(atomic_changes.store)
+    read = revision(waiting)
+    decisions = [
+        record_decision(waiting, Approval(by="alice", decision="approved")),
+        record_decision(waiting, Approval(by="bob", decision="rejected")),
+    ]
+    written, errors = race(
+        2,
+        lambda i: atomic_changes.another(),
+        lambda i, store: store.update(decisions[i], f"decision {i}", expected=read),
+    )
+    assert len(written) == 1 and len(errors) == 1, errors
+    assert isinstance(errors[0], StaleChange)
+    stored = atomic_changes.store.get(waiting.id)
+    assert stored == written[0] and len(stored.approvals) == 1
+    history = atomic_changes.store.history(waiting.id)
+    assert sum("decision" in h.message for h in history) == 1
 
 
 # -- incidents ------------------------------------------------------------------------------

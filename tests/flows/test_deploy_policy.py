@@ -19,6 +19,7 @@ from changeflow.models import ChangeState, ChangeType, CloseCategory
 from changeflow.requests import DeploymentRequest, RecordStores
 from flows.deploy_flow import DeploymentOutcome, deploy, run_deploy
 from flows.deploy_waits import AWAITING_WINDOW, START_MARGIN
+from flows.local_deployment import use_local_deployment
 
 
 def _deploy(**options: object) -> DeploymentOutcome:
@@ -81,7 +82,9 @@ def test_a_failing_deploy_command_closes_unsuccessful_and_keeps_the_labels(
     deployable: Callable[..., Path], tmp_path: Path
 ) -> None:
     deployable('backout = ["sh", "-c", "echo backed-out > ' + str(tmp_path / "backout") + '"]\n')
-    outcome = _deploy(command=["false"])
+    # the CLI's --command: the process's own choice, never a run parameter
+    with use_local_deployment(["false"]):
+        outcome = _deploy()
     cr = config.change_management(None).get(outcome.change_request)
     assert cr.close_category is CloseCategory.unsuccessful
     assert (tmp_path / "backout").read_text().strip() == "backed-out"

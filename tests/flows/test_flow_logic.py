@@ -315,6 +315,7 @@ def test_a_rerun_carries_on_with_the_open_change_request(
     assert [c.id for c in stores.changes.list()] == [cr.id] == ["CHG0000001"]
     assert cr.state is ChangeState.closed and cr.close_category is CloseCategory.successful
     assert set(_deployed(runs)) == {cr.id}
+    assert _deployed(runs) == [cr.id]  # once: a rerun never runs the deploy command again
     assert stores.inventory.labels()["r1_prod_latest"] == stores.inventory.resolve("prod")
     assert deploy(DeploymentRequest(environment="prod", region="r1")).state == "skipped"
     assert len(stores.changes.list()) == 1

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextvars
 import shutil
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,9 +17,11 @@ from blocks.change_management import GitChangeManagement
 from blocks.evidence_locker import EvidenceLocker
 from blocks.inventory import GitInventory
 from blocks.source import commit_all
+from changeflow.deploying import DEPLOY_STARTED, IN_DOUBT, RERUN_CONFIRMED, in_doubt
 from changeflow.models import Asset, ChangeState, CloseCategory
 from changeflow.readiness import IMMUTABLE_STORAGE
 from changeflow.requests import BuildRequest, DeploymentRequest, RecordStores
+from cli.changes import cr_approve, cr_reject
 from cli.demo import sample_app_dir
 from cli.local_stack import init_bare_repo
 from flows.ci_flow import ci
@@ -60,6 +65,12 @@ STEPS = {
         "update",
         lambda self, cr, message, **k: message == "implement",
     ),
+    # implementing, the deploy command not started (its "deploying" record not written)
+    "deploying": (
+        GitChangeManagement,
+        "update",
+        lambda self, cr, message, **k: message == "deploying",
+    ),
     # deployed, labels not moved, CR not closed
     "labels": (GitInventory, "move_label", lambda *a, **k: True),
     # deployed and labelled, CR not closed
@@ -93,6 +104,7 @@ def test_rerun_completes_a_crashed_deploy(
     assert inventory.resolve("r1_prod_latest") == inventory.resolve("prod")
     deployed = runs.read_text().split()
     assert set(deployed) == {"CHG0000001"}
+    assert deployed == ["CHG0000001"]  # the deploy command ran once: a rerun never repeats it
     # the storage check a crashed run recorded before filing is the one its rerun filed
     locker = config.evidence_locker(None)
     summary = locker.get_summary(crs[0].evidence_summary_url, crs[0].evidence_summary_sha256)
@@ -110,6 +122,72 @@ def test_rerun_completes_a_crashed_deploy(
     again = deploy(PROD_R1, RecordStores.from_env())
     assert again.state == "skipped"
     assert len(config.change_management(None).list()) == 1
+
+
+def _person(decide: Callable[..., None]) -> tuple[threading.Thread, list[BaseException]]:
+    """A person who, once a rerun waits on a CR whose deploy command may have run, decides."""
+    changes, errors = config.change_management(None), []
+
+    def person() -> None:
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                # the crashed run never waited: a run id on the CR is the rerun's, waiting
+                waiting = [cr for cr in changes.list() if in_doubt(cr) and cr.flow_run_id]
+                if waiting:
+                    decide(waiting[0].id, by="carol", comment="looked at the target")
+                    return
+                time.sleep(0.2)
+            raise TimeoutError("no rerun waited for a person")
+        except BaseException as exc:
+            errors.append(exc)
+
+    # Prefect's settings (the API URL) live in the test's context: the person's thread gets a copy
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(person,))
+    thread.start()
+    return thread, errors
+
+
+@pytest.mark.parametrize("again", [True, False], ids=["confirmed", "refused"])
+def test_a_rerun_asks_a_person_when_the_deploy_command_may_have_run(
+    again: bool, deployable: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = deployable()
+    # the deploy command ran; the run died before the outcome was on the CR
+    disarm = _crash_at(
+        monkeypatch,
+        GitChangeManagement,
+        "update",
+        lambda self, cr, message, **k: message == "deployed",
+    )
+    with pytest.raises(Crash):
+        deploy(PROD_R1, RecordStores.from_env())
+    disarm()
+    [crashed] = config.change_management(None).list()
+    assert in_doubt(crashed) and runs.read_text().split() == [crashed.id]
+
+    person, errors = _person(cr_approve if again else cr_reject)
+    outcome = deploy(PROD_R1, RecordStores.from_env())
+    person.join()
+
+    assert errors == []
+    [cr] = config.change_management(None).list()
+    assert outcome.change_request == cr.id
+    events = [entry.get("deploy") for entry in cr.history]
+    inventory = config.inventory(None)
+    if again:
+        # run again only because a person said so: twice, and the second time to the end
+        assert runs.read_text().split() == [cr.id, cr.id]
+        assert events.count(DEPLOY_STARTED) == 2 and RERUN_CONFIRMED in events
+        assert cr.close_category is CloseCategory.successful
+        assert inventory.resolve("r1_prod_latest") == inventory.resolve("prod")
+    else:
+        assert runs.read_text().split() == [cr.id]
+        assert events.count(DEPLOY_STARTED) == 1
+        assert cr.state is ChangeState.closed and cr.close_category is CloseCategory.unsuccessful
+        assert IN_DOUBT in cr.close_notes and "carol" in cr.close_notes
+        assert outcome.close_category == "unsuccessful"
+        assert inventory.resolve("r1_prod_latest") is None  # the labels stay where they were
 
 
 def test_a_rerun_of_a_crashed_build_records_each_check_once(

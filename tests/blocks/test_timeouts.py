@@ -1,0 +1,140 @@
+"""A server that accepts connections and never answers: every call ends, with one clear line.
+
+Each test's timeout is the bound (60 s, as the issue asks); nothing asserts a duration beyond
+"it ended". The silent server is a TCP listener in a thread of the test.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from subprocess import CompletedProcess
+
+import pytest
+from prefect import flow, task
+from pydantic import SecretStr
+from stack_support import run_changeflow
+
+from blocks.forges import GitLabMergeRequests, PullRequestTimeout
+from blocks.servicenow import ServiceNowChangeManagement
+from changeflow.errors import ServiceTimeout, StorageUnavailable
+from tasks.io import IO
+
+
+@pytest.fixture
+def silent() -> Iterator[str]:
+    """`host:port` of a listener on 127.0.0.1 that accepts every connection and says nothing."""
+    server = socket.create_server(("127.0.0.1", 0), backlog=64)
+    server.settimeout(0.2)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            held.append(connection)  # kept open, never read from or written to
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join(timeout=5)
+    for connection in held:
+        connection.close()
+    server.close()
+
+
+def _env(tmp_path: Path, **settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHANGEFLOW_")}
+    return {**env, "CHANGEFLOW_HOME": str(tmp_path / "home"), **settings}
+
+
+def _one_line(done: CompletedProcess[str]) -> str:
+    """The one line a failed command printed (exit 1: the work ran, the service did not)."""
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    return lines[0]
+
+
+@pytest.mark.timeout(60)
+def test_an_evidence_read_ends(silent: str, tmp_path: Path) -> None:
+    env = _env(
+        tmp_path,
+        CHANGEFLOW_S3_ENDPOINT=f"http://{silent}",
+        CHANGEFLOW_S3_BUCKET="evidence",
+        CHANGEFLOW_S3_ACCESS_KEY="changeflow",
+        CHANGEFLOW_S3_SECRET_KEY="not-a-real-secret",
+    )
+    line = _one_line(run_changeflow("evidence", "get", "c" * 64, env=env))
+    assert silent in line and "unreachable" in line and "timeout" in line.lower(), line
+    assert "not-a-real-secret" not in line
+
+
+@pytest.mark.timeout(60)
+def test_an_inventory_fetch_over_http_ends(silent: str, tmp_path: Path) -> None:
+    url = f"http://bot:s3cr3t-token@{silent}/inventory.git"
+    env = _env(tmp_path, CHANGEFLOW_INVENTORY_URL=url)
+    line = _one_line(
+        run_changeflow("inventory", "get", "app/bin", "--environment", "prod", env=env)
+    )
+    assert "unreachable" in line and "too slow" in line, line
+    assert "s3cr3t-token" not in line
+
+
+@pytest.mark.timeout(60)
+def test_a_servicenow_call_ends(silent: str) -> None:
+    block = ServiceNowChangeManagement(
+        instance_url=f"http://{silent}", username="api", password=SecretStr("pw")
+    )
+    with pytest.raises(ServiceTimeout) as info:
+        block.list()
+    message = str(info.value)
+    assert "\n" not in message and silent in message and "no answer within 30 s" in message
+
+
+@pytest.mark.timeout(60)
+def test_a_forge_call_ends(silent: str) -> None:
+    client = GitLabMergeRequests(
+        project="acme/inventory", token=SecretStr("glpat-secret"), api_url=f"http://{silent}"
+    )
+    with pytest.raises(PullRequestTimeout) as info:
+        client.open("promotion/prod/1", "prod", "t", "b")
+    message = str(info.value)
+    assert "\n" not in message and "no answer within 30 s" in message
+    assert "glpat-secret" not in message
+
+
+_CALLS: list[str] = []
+
+
+@task(**{**IO, "retry_delay_seconds": 0})
+def _failing(kind: str) -> None:
+    _CALLS.append(kind)
+    error = ServiceTimeout if kind == "silent" else StorageUnavailable
+    raise error(f"{kind} store")
+
+
+@flow
+def _read(kind: str) -> None:
+    _failing(kind)
+
+
+def test_a_task_does_not_retry_a_timeout(prefect_api: str) -> None:
+    # the adapter already spent its bounded attempts waiting: a task retry would multiply it
+    with pytest.raises(ServiceTimeout):
+        _read("silent")
+    assert _CALLS == ["silent"]
+    # a store that refused at once is worth the task's few retries
+    _CALLS.clear()
+    with pytest.raises(StorageUnavailable):
+        _read("refused")
+    assert len(_CALLS) == 1 + IO["retries"] and set(_CALLS) == {"refused"}
