@@ -23,6 +23,7 @@ from changeflow.models import (
 )
 from changeflow.readiness import IMMUTABLE_STORAGE, Readiness
 from changeflow.summary import EvidenceSummary
+from changeflow.tested import TestDeployment
 
 __all__ = [
     "TRANSITIONS",
@@ -105,8 +106,12 @@ def draft_change_request(
     emergency: bool,
     now: datetime | None = None,
     duration: timedelta = timedelta(minutes=30),
+    test_deployments: list[TestDeployment] | None = None,
 ) -> ChangeRequest:
-    """Assemble a new CR from the facts of one deployment, filed in state `assess`."""
+    """Assemble a new CR from the facts of one deployment, filed in state `assess`.
+
+    `test_deployments`: where the delta's artifacts were deployed before (`changeflow.gate`).
+    """
     start = now or utcnow()
     change_log = [
         ChangeLogEntry(
@@ -138,6 +143,7 @@ def draft_change_request(
             }
         )
         fields["promotion_id"] = promotion.id
+        fields["gate_overrides"] = promotion.gate_overrides
     cr = ChangeRequest(
         id=cr_id,
         environment=environment,
@@ -158,6 +164,7 @@ def draft_change_request(
         evidence_summary_sha256=summary_sha256,
         evidence_count=len({i.evidence_id for i in summary.evidence}),
         failed_evidence=failed,
+        test_deployments=test_deployments or [],
         **fields,
     )
     return transition(cr, ChangeState.assess, by="changeflow", why="filed by the deploy flow")

@@ -23,6 +23,7 @@ from changeflow.names import (
     validate_region,
 )
 from changeflow.redaction import redact, refuse_credentials
+from changeflow.tested import TestDeployment
 
 __all__ = [
     "Approval",
@@ -277,6 +278,10 @@ class Promotion(Record):
     exclude: list[str] = Field(default_factory=list)
     entries: list[str] = Field(default_factory=list, description="Entry names it promotes.")
     source_commit: str | None = None
+    gate_overrides: list[str] = Field(
+        default_factory=list,
+        description="Why the promotion gate refused each entry an emergency promoted anyway.",
+    )
 
     # an environment: it names a branch, and the promotion's own branch under promotion/
     _check_target = field_validator("target")(validate_environment)
@@ -371,6 +376,10 @@ class ChangeRequest(Record):
     close_category: CloseCategory | None = None
     close_notes: str = ""
     history: list[dict[str, str]] = Field(default_factory=list)
+    # issue 14: what the promotion gate let through on an emergency, and where each artifact of
+    # the delta was deployed before (its test deployments)
+    gate_overrides: list[str] = Field(default_factory=list)
+    test_deployments: list[TestDeployment] = Field(default_factory=list)
 
     # both become label and folder names: checked on every read too, for a record edited by hand
     _check_environment = field_validator("environment")(validate_environment)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -135,6 +135,16 @@ class EnvironmentSpec(_Strict):
     secrets: dict[str, str] = Field(
         default_factory=dict,
         description="Variable -> name of the Prefect Secret block whose value it gets.",
+    )
+    promotion_gate: Literal["every_region", "any_region"] = Field(
+        default="every_region",
+        description="Promoting INTO this environment takes entries tested in every (or any one) "
+        "region of the source environment.",
+    )
+    earlier_acceptance: Literal["block", "warn"] = Field(
+        default="block",
+        description="A failed acceptance of the same artifact in another environment blocks "
+        "auto-approval (or only warns).",
     )
 
     _check_regions = field_validator("regions")(lambda v: [validate_region(r) for r in v])

@@ -36,6 +36,7 @@ from changeflow.deploying import (
     deploy_status,
 )
 from changeflow.errors import BadInput, NotReady
+from changeflow.gate import judge_earlier_acceptance
 from changeflow.labels import deployed_label, environment_label
 from changeflow.models import (
     Approval,
@@ -61,6 +62,7 @@ from changeflow.requests import (
 from changeflow.revisions import revision
 from changeflow.summary import summarize
 from flows.common import run_scope, run_url
+from flows.gating import earlier_deployments
 from flows.local_deployment import local_deployment
 from flows.ui import (
     announce_change,
@@ -207,6 +209,10 @@ def file_change(d: Deployment, filed: list[ChangeRequest]) -> ChangeRequest | No
     readiness = deployment_ready(summary, d.spec.policy, today=today).blocked_by(
         [f"overdue: {i.line}" for i in late]
     )
+    # the same bytes deployed before (staging for prod): a failed acceptance there counts here
+    bom = {name: e.sha256 for name, e in delta.entries.items()}
+    earlier = earlier_deployments(stores, bom, environment)
+    readiness = judge_earlier_acceptance(readiness, earlier, d.spec.earlier_acceptance)
     drafted = partial(
         draft_change_request,
         environment=environment,
@@ -222,6 +228,7 @@ def file_change(d: Deployment, filed: list[ChangeRequest]) -> ChangeRequest | No
         summary_sha256=summary_sha,
         readiness=readiness,
         emergency=d.request.emergency,
+        test_deployments=earlier,
     )
     # the CR records what it runs under: the command, the environments file, the policy
     cr = file_change_request(

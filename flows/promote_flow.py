@@ -5,8 +5,10 @@ import uuid
 from prefect import flow, get_run_logger
 
 import blocks.stores
+from changeflow.gate import UNGATED_SOURCE
 from changeflow.models import Promotion, utcnow
 from changeflow.requests import DEFAULT_STORES, PromotionRequest, RecordStores
+from flows.gating import check_gate
 from tasks.inventory import promote_entries
 
 __all__ = ["merge_promotion", "promote"]
@@ -17,6 +19,8 @@ def promote(request: PromotionRequest, stores: RecordStores = DEFAULT_STORES) ->
     """Promote what `source` has and `target` lacks; merged at once unless `review` is set.
 
     The promotion record's fields become the fields of the change requests that deploy it.
+    From an environment (not `master`), only entries deployed and tested there are promoted
+    (`changeflow.gate`); an emergency overrides the gate and the promotion records why it had to.
 
     Args:
         request: what to promote where, and the change's priority, owner, impact and backout.
@@ -26,7 +30,14 @@ def promote(request: PromotionRequest, stores: RecordStores = DEFAULT_STORES) ->
         id=f"{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}",
         **request.model_dump(exclude={"review"}),
     )
-    inventory = blocks.stores.inventory(stores.inventory)
+    if request.source == UNGATED_SOURCE:
+        inventory = blocks.stores.inventory(stores.inventory)
+    else:
+        # the gate reads the source's CRs and acceptance evidence: every store is needed
+        opened = blocks.stores.open_stores(stores)
+        inventory = opened.inventory
+        overrides = check_gate(opened, request)
+        promotion = promotion.model_copy(update={"gate_overrides": overrides})
     recorded = promote_entries(inventory, promotion, merge=not request.review)
     get_run_logger().info(
         "promotion %s: %d entries from %s to %s%s",
