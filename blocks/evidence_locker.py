@@ -22,6 +22,8 @@ from pydantic import Field, HttpUrl, PrivateAttr
 
 from blocks.s3 import bucket
 from blocks.s3.attachments import Attachments
+from blocks.s3.cache import RecordCache, default_cache_root
+from blocks.s3.envelopes import Envelopes
 from blocks.s3.layout import Layout
 from blocks.s3.multipart import MIB
 from blocks.s3.objects import KnownKeys, S3Objects, s3_client
@@ -100,6 +102,8 @@ class EvidenceLocker(Block):
     _locked: bool | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _known: KnownKeys = PrivateAttr(default_factory=KnownKeys)
+    # where verified records are kept locally (None: `$CHANGEFLOW_HOME/cache/evidence`)
+    _cache_root: Path | None = PrivateAttr(default=None)
 
     @classmethod
     def from_env(cls) -> EvidenceLocker:
@@ -173,7 +177,16 @@ class EvidenceLocker(Block):
         )
 
     def _records(self) -> Records:
-        return Records(self._attachments(), self.max_concurrency)
+        return Records(self._attachments(), self.max_concurrency, self._record_cache())
+
+    def _record_cache(self) -> RecordCache:
+        endpoint = self.credentials.aws_client_parameters.endpoint_url or "AWS S3"
+        root = self._cache_root or default_cache_root()
+        return RecordCache(root, f"{endpoint}\n{self.bucket}\n{self.prefix}")
+
+    def use_record_cache(self, root: Path) -> None:
+        """Keep verified evidence records under `root` instead of `$CHANGEFLOW_HOME`."""
+        self._cache_root = root
 
     def _list(self, prefix: str) -> list[str]:
         return self._objects().list(prefix)
@@ -257,6 +270,35 @@ class EvidenceLocker(Block):
     def get_summary(self, url: str, expected: str) -> EvidenceSummary:
         """Read a summary by url and check it against the digest its CR holds."""
         return self._records().get_summary(url, expected)
+
+    # -- signed envelopes (blocks.s3.envelopes) -------------------------------------------
+
+    def _envelopes(self) -> Envelopes:
+        return Envelopes(self._objects(), self.layout)
+
+    def put_evidence_envelope(self, evidence_id: str, envelope: bytes) -> None:
+        """Store an evidence record's signed envelope beside it."""
+        self._envelopes().put_evidence_envelope(evidence_id, envelope)
+
+    def get_evidence_envelope(self, evidence_id: str) -> bytes | None:
+        """An evidence record's envelope, or None when it has none."""
+        return self._envelopes().get_evidence_envelope(evidence_id)
+
+    def put_provenance(self, run_id: str, envelope: bytes) -> str:
+        """Store a build's signed provenance; its sha256."""
+        return self._envelopes().put_provenance(run_id, envelope)
+
+    def get_provenance(self, run_id: str) -> list[bytes]:
+        """Every provenance envelope stored for a build."""
+        return self._envelopes().get_provenance(run_id)
+
+    def put_attestation(self, envelope: bytes) -> tuple[str, str]:
+        """Store a signed decision; its url and sha256."""
+        return self._envelopes().put_attestation(envelope)
+
+    def get_attestation(self, url: str, expected: str) -> bytes:
+        """A signed decision, checked against the digest its CR recorded."""
+        return self._envelopes().get_attestation(url, expected)
 
     # -- verification ---------------------------------------------------------------------
 

@@ -30,8 +30,8 @@ __all__ = [
     "TEST_TYPES",
     "VSA_V1",
     "evidence_statement",
-    "provenance_statement",
     "provenance_evidence",
+    "provenance_statement",
     "statement_evidence_id",
     "statement_time",
     "subject",
@@ -176,6 +176,11 @@ def provenance_statement(
         "startedOn": _stamp(started),
         "finishedOn": _stamp(finished),
     }
+    byproducts: list[dict[str, Any]] = [
+        {"name": EVIDENCE_RESOURCE, "digest": {"sha256": eid}} for eid in sorted(set(evidence_ids))
+    ]
+    if run_url:
+        byproducts.append({"name": "run", "uri": run_url})
     predicate = {
         "buildDefinition": {
             "buildType": BUILD_TYPE,
@@ -188,14 +193,9 @@ def provenance_statement(
         "runDetails": {
             "builder": {"id": builder_id},
             "metadata": metadata,
-            "byproducts": [
-                {"name": EVIDENCE_RESOURCE, "digest": {"sha256": eid}}
-                for eid in sorted(set(evidence_ids))
-            ],
+            "byproducts": byproducts,
         },
     }
-    if run_url:
-        predicate["runDetails"]["byproducts"].append({"name": "run", "uri": run_url})
     subjects = [{"name": n, "digest": {"sha256": h}} for n, h in sorted(artifacts.items())]
     return _statement(subjects, PROVENANCE_V1, predicate)
 
@@ -256,9 +256,9 @@ def vsa_statement(
         "slsaVersion": "1.0",
         "changeRequest": change_request,
     }
-    subjects = [
-        {"name": n, "digest": _digest_set(d)} for n, d in sorted(artifacts.items())
-    ] or [{"name": resource_uri, "digest": {"sha256": sha256_hex(resource_uri.encode())}}]
+    subjects = [{"name": n, "digest": _digest_set(d)} for n, d in sorted(artifacts.items())] or [
+        {"name": resource_uri, "digest": {"sha256": sha256_hex(resource_uri.encode())}}
+    ]
     return _statement(subjects, VSA_V1, predicate)
 
 

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
+from changeflow.approvals import approvals_needed, check_emergency_close, quorum_line
 from changeflow.delta import Delta
 from changeflow.errors import BadInput
 from changeflow.labels import region_of_label
@@ -180,7 +181,9 @@ def record_decision(cr: ChangeRequest, approval: Approval) -> ChangeRequest:
         BadInput: when the CR is not waiting for a decision.
     """
     waiting = cr.state is ChangeState.authorize or (
-        cr.state is ChangeState.review and cr.type is ChangeType.emergency and not cr.approvals
+        cr.state is ChangeState.review
+        and cr.type is ChangeType.emergency
+        and approvals_needed(cr) > 0
     )
     if not waiting:
         raise BadInput(f"{cr.id} is {cr.state.value}: it is not waiting for approval")
@@ -190,6 +193,9 @@ def record_decision(cr: ChangeRequest, approval: Approval) -> ChangeRequest:
     )
     if cr.state is ChangeState.review:
         return note(cr, why)
+    # issue 13: an approval short of the quorum is recorded; the CR waits for the next one
+    if approval.decision == "approved" and approvals_needed(cr):
+        return note(cr, f"{why}; {quorum_line(cr)}")
     if approval.decision == "approved":
         return transition(cr, ChangeState.scheduled, by=approval.by, why=why)
     return cancel(cr, by=approval.by, why=why)
@@ -226,8 +232,10 @@ def close(cr: ChangeRequest, category: CloseCategory, *, by: str, notes: str = "
     """Close a CR with its outcome, passing through `review` as the lifecycle demands.
 
     Raises:
-        BadInput: when the CR is not implemented yet or already closed.
+        BadInput: when the CR is not implemented yet or already closed, or is an emergency
+            closing successful before its retroactive approvals meet the quorum.
     """
+    check_emergency_close(cr, category)
     if cr.state is ChangeState.implement:
         cr = transition(cr, ChangeState.review, by=by, why="deployment finished")
     if cr.state is not ChangeState.review:

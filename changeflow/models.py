@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from changeflow.approvers import Approval, ApprovalRule
 from changeflow.canonical import DIGEST_PATTERN, canonical_json, sha256_hex
 from changeflow.change_ids import CHANGE_ID_PATTERN
 from changeflow.names import (
@@ -310,14 +311,6 @@ class CloseCategory(StrEnum):
     cancelled = "cancelled"
 
 
-class Approval(Record):
-    by: str = Field(min_length=1)
-    date: datetime = Field(default_factory=utcnow)
-    decision: Literal["approved", "rejected"]
-    comment: str = ""
-    automatic: bool = False
-
-
 class ChangeLogEntry(Record):
     entry: str
     repository_url: str
@@ -380,6 +373,12 @@ class ChangeRequest(Record):
     # the delta was deployed before (its test deployments)
     gate_overrides: list[str] = Field(default_factory=list)
     test_deployments: list[TestDeployment] = Field(default_factory=list)
+    # issue 13: its environment's approval rule when filed; its delta's commit authors
+    approval_rule: ApprovalRule | None = None
+    delta_authors: list[str] = Field(default_factory=list)
+    # issue 12: the trust file judged under, and the signed decision (a SLSA VSA in the locker)
+    trust_sha256: str | None = Field(default=None, pattern=DIGEST_PATTERN)
+    decision_attestation: tuple[str, str] | None = Field(default=None, description="url, sha256")
 
     # both become label and folder names: checked on every read too, for a record edited by hand
     _check_environment = field_validator("environment")(validate_environment)

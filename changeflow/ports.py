@@ -100,6 +100,30 @@ class EvidenceStore(Protocol):
         """A stored summary, checked against the sha256 its CR recorded."""
         ...
 
+    def put_evidence_envelope(self, evidence_id: str, envelope: bytes) -> None:
+        """Store an evidence record's signed DSSE envelope beside it (write-once)."""
+        ...
+
+    def get_evidence_envelope(self, evidence_id: str) -> bytes | None:
+        """An evidence record's envelope, or None when it has none (an unsigned record)."""
+        ...
+
+    def put_provenance(self, run_id: str, envelope: bytes) -> str:
+        """Store one signed provenance of a build (a rerun adds another); its sha256."""
+        ...
+
+    def get_provenance(self, run_id: str) -> builtins.list[bytes]:
+        """Every provenance envelope stored for a build."""
+        ...
+
+    def put_attestation(self, envelope: bytes) -> tuple[str, str]:
+        """Store a signed decision (a VSA) once; its url and sha256."""
+        ...
+
+    def get_attestation(self, url: str, expected: str) -> bytes:
+        """A signed decision, checked against the sha256 its CR recorded."""
+        ...
+
     def verify_evidence(self, evidence_ids: Iterable[str]) -> Verification:
         """Re-hash evidence records and their attachments."""
         ...

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from changeflow.approvers import ApprovalRule, Approver
 from changeflow.canonical import digest
 from changeflow.errors import BadInput
 from changeflow.incidents import GracePeriods
@@ -146,6 +147,14 @@ class EnvironmentSpec(_Strict):
         description="A failed acceptance of the same artifact in another environment blocks "
         "auto-approval (or only warns).",
     )
+    approvers: list[Approver] = Field(
+        default_factory=list,
+        description="Who may approve: identity and SSH ed25519 public key (allowed_signers).",
+    )
+    approvals_required: int = Field(default=1, ge=1, description="Distinct approvers needed.")
+    unsigned_approvals: bool | None = Field(
+        default=None, description="Accept unsigned approvals (default: when nobody is listed)."
+    )
 
     _check_regions = field_validator("regions")(lambda v: [validate_region(r) for r in v])
     _check_deploy = field_validator("deploy", "backout")(lambda v: None if v is None else _argv(v))
@@ -156,7 +165,17 @@ class EnvironmentSpec(_Strict):
     def _secrets_are_not_passed(self) -> EnvironmentSpec:
         if both := sorted(set(self.pass_env) & set(self.secrets)):
             raise ValueError(f"{', '.join(both)}: both passed and a secret; choose one")
+        self.approval_rule  # noqa: B018 - refused at load time, not at the first approval
         return self
+
+    @property
+    def approval_rule(self) -> ApprovalRule:
+        """Who may approve this environment's changes, and how many approvals it takes."""
+        return ApprovalRule(
+            approvers=self.approvers,
+            approvals_required=self.approvals_required,
+            unsigned_approvals=self.unsigned_approvals,
+        )
 
 
 class Environments(_Strict):

@@ -8,7 +8,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from changeflow.models import EvidenceResult
-from changeflow.summary import UNREADABLE, EvidenceSummary
+from changeflow.summary import UNREADABLE, UNTRUSTED_BUILD, EvidenceSummary
 
 __all__ = [
     "DEFAULT_REQUIRED_TYPES",
@@ -91,6 +91,13 @@ def deployment_ready(
         if item.evidence_type_id == UNREADABLE
     ]
     warnings: list[str] = []
+    # a record without a trusted signature never satisfies a check; where its type is
+    # checked (or its build has no trusted provenance), it blocks, with the reason on the CR
+    checked = {c.evidence_type_id for c in policy.checks if c.level is not CheckLevel.recommended}
+    for odd in summary.untrusted:
+        line = f"{odd.asset_uri}: {odd.evidence_type_id} {odd.evidence_id[:12]} is not trusted: "
+        blocks = odd.evidence_type_id in checked or odd.evidence_type_id == UNTRUSTED_BUILD
+        (reasons if blocks else warnings).append(line + odd.reason)
     by_asset: dict[str, dict[str, list[str]]] = {}
     for item in summary.evidence:
         by_asset.setdefault(item.asset_id, {}).setdefault(item.evidence_type_id, [])

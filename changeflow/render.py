@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import shlex
 
+from changeflow.approvals import quorum_line
 from changeflow.labels import deployed_label
 from changeflow.models import ChangeRequest
 from changeflow.names import has_hidden_characters
@@ -135,6 +136,20 @@ def render_change_request(cr: ChangeRequest) -> str:
     ] or ["- (none)"]
     out += ["", "## Failed evidence", ""]
     out += [f"- {escape_inline(item)}" for item in cr.failed_evidence] or ["- (none)"]
+    if cr.test_deployments:  # where the same bytes were deployed before (staging for prod)
+        out += ["", "## Test deployments", ""]
+        out.append(
+            markdown_table(
+                ["entry", "environment", "region", "change request", "outcome", "acceptance"],
+                [
+                    [t.entry, t.environment, t.region, t.change_request, t.outcome, t.acceptance]
+                    for t in cr.test_deployments
+                ],
+            )
+        )
+    if cr.gate_overrides:
+        out += ["", "## Promotion gate overridden (emergency)", ""]
+        out += [f"- {escape_inline(line)}" for line in cr.gate_overrides]
     out += ["", "## Backout plan", "", escape_block(cr.backout_plan) or "(none)", ""]
     out += ["## Rollback", ""]
     label = code_span(deployed_label(cr.environment, cr.region))
@@ -157,9 +172,12 @@ def render_change_request(cr: ChangeRequest) -> str:
     out += [
         f"- {a.decision} by {escape_inline(a.by)} at {a.date.isoformat()}"
         + (" (automatic)" if a.automatic else "")
+        + (" (signed)" if a.signature else "")
         + (f": {escape_inline(a.comment)}" if a.comment else "")
         for a in cr.approvals
     ] or ["- (none yet)"]
+    # issue 13: who has approved in this round, and how many more the quorum takes
+    out += ["", f"Quorum: {escape_inline(quorum_line(cr))}."]
     if cr.close_notes:
         out += ["", "## Closing notes", "", escape_block(cr.close_notes)]
     return "\n".join(out) + "\n"

@@ -247,7 +247,8 @@ class DeploymentConfig(BaseModel):
     )
 
     def recorded_on(self, cr: ChangeRequest, command: list[str]) -> ChangeRequest:
-        """`cr` with the command that runs, the environments file's digest and the policy."""
+        """`cr` with the command that runs, the environments file's digest, the policy and the
+        approval rule."""
         policy = self.spec.policy.model_dump(mode="json")
         return cr.model_copy(
             update={
@@ -255,6 +256,8 @@ class DeploymentConfig(BaseModel):
                 "environments_sha256": self.environments_sha256,
                 "policy": policy,
                 "policy_digest": digest(canonical_json(policy)),
+                # who may approve it, and how many approvals it takes (issue 13)
+                "approval_rule": self.spec.approval_rule,
             }
         )
 

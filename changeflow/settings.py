@@ -47,6 +47,11 @@ class Settings(BaseSettings):
         validation_alias=f"{_PREFIX}ENVIRONMENTS",
     )
     home: Path = Path("~/.changeflow").expanduser()
+    # signing (docs/attestations.md): the pipeline's ed25519 key, from a PEM file or a Prefect
+    # Secret block of that name, and the trust file the records are judged under
+    signing_key_file: Path | None = None
+    signing_key_secret: str | None = None
+    trust_file: Path | None = None
 
     @field_validator("*", mode="before")
     @classmethod

@@ -12,14 +12,17 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field, ValidationError
 
+from changeflow.evidence_trust import TrustedEvidence, pick_evidence
 from changeflow.models import Evidence, EvidenceResult, Record, utcnow
 
 __all__ = [
     "UNREADABLE",
+    "UNTRUSTED_BUILD",
     "EvidenceSummary",
     "FoundEvidence",
     "SummaryItem",
     "UnreadableEvidence",
+    "UntrustedItem",
     "found_evidence",
     "latest_evidence",
     "summarize",
@@ -28,6 +31,9 @@ __all__ = [
 
 UNREADABLE = "changeflow.unreadable_evidence"
 """The evidence type a summary lists a record that cannot be read under."""
+
+UNTRUSTED_BUILD = "changeflow.provenance"
+"""The type an untrusted item has when an entry's build has no trusted provenance."""
 
 
 class SummaryItem(Record):
@@ -46,6 +52,18 @@ class SummaryItem(Record):
     due_dates: list[str] = Field(
         default_factory=list, description="Due dates of the open, non-exempt findings."
     )
+    envelope: str | None = Field(default=None, description="sha256 of its trusted envelope.")
+
+
+class UntrustedItem(Record):
+    """A record about an asset that does not count, and why (or a build without provenance)."""
+
+    evidence_id: str
+    evidence_type_id: str
+    asset_id: str
+    asset_uri: str
+    result: EvidenceResult | None = None
+    reason: str
 
 
 class EvidenceSummary(Record):
@@ -58,6 +76,12 @@ class EvidenceSummary(Record):
     region: str
     assets: dict[str, str] = Field(default_factory=dict, description="Asset id -> uri.")
     evidence: list[SummaryItem] = Field(default_factory=list)
+    # judged under a trust file: only signed records count, the rest are listed here
+    signed: bool | None = None
+    untrusted: list[UntrustedItem] = Field(default_factory=list)
+    provenance: list[str] = Field(
+        default_factory=list, description="sha256 of each trusted build provenance relied on."
+    )
 
     def by_type(self) -> dict[str, list[SummaryItem]]:
         """Group the items by evidence type."""
@@ -155,6 +179,7 @@ def summarize(
     records: Iterable[Evidence],
     run_evidence: Iterable[Evidence] = (),
     unreadable: Iterable[UnreadableEvidence] = (),
+    trust: TrustedEvidence | None = None,
 ) -> EvidenceSummary:
     """Build the summary for the assets of a delta.
 
@@ -168,17 +193,39 @@ def summarize(
             among `records`, where a rerun finds what its crashed run recorded).
         unreadable: records found for those assets that cannot be read: each is listed as
             failed evidence of type `UNREADABLE`, its reason as the item's summary.
+        trust: the trust verdicts (`changeflow.evidence_trust`): when given, only records a
+            trusted key signed count, picked by the entry's build; the others are listed as
+            untrusted. Without it, the latest record of each type counts (unsigned lockers).
     """
     own = list(run_evidence)
     own_ids = {o.id for o in own}
     pool = [r for r in records if r.id not in own_ids]
     items: list[SummaryItem] = []
+    untrusted: list[UntrustedItem] = []
+    envelopes = trust.envelopes if trust else {}
+    builds = trust.builds if trust else {}
     for aid in sorted(assets):
-        for record in sorted(latest_evidence(pool, aid).values(), key=lambda r: r.evidence_type_id):
-            items.append(_item(record, aid, assets[aid]))
+        if trust is None:
+            chosen = latest_evidence(pool, aid)
+        else:
+            chosen, refused = pick_evidence(pool, aid, trust)
+            untrusted += [_untrusted(r, aid, assets[aid], why) for r, why in refused]
+            build = trust.builds.get(aid)
+            if build is not None and build.problem:
+                untrusted.append(
+                    UntrustedItem(
+                        evidence_id=build.run_id,
+                        evidence_type_id=UNTRUSTED_BUILD,
+                        asset_id=aid,
+                        asset_uri=assets[aid],
+                        reason=build.problem,
+                    )
+                )
+        for record in sorted(chosen.values(), key=lambda r: r.evidence_type_id):
+            items.append(_item(record, aid, assets[aid], envelopes.get(record.id)))
     for record in own:
         for aid in record.assets:
-            items.append(_item(record, aid, assets.get(aid, "")))
+            items.append(_item(record, aid, assets.get(aid, ""), envelopes.get(record.id)))
     now = utcnow()
     for bad in sorted(unreadable, key=lambda u: u.evidence_id):
         for aid in sorted(set(bad.assets) & set(assets)):
@@ -196,11 +243,29 @@ def summarize(
                 )
             )
     return EvidenceSummary(
-        scope=scope, environment=environment, region=region, assets=assets, evidence=items
+        scope=scope,
+        environment=environment,
+        region=region,
+        assets=assets,
+        evidence=items,
+        signed=None if trust is None else True,
+        untrusted=untrusted,
+        provenance=sorted({e for b in builds.values() for e in b.envelopes}),
     )
 
 
-def _item(record: Evidence, aid: str, uri: str) -> SummaryItem:
+def _untrusted(record: Evidence, aid: str, uri: str, why: str) -> UntrustedItem:
+    return UntrustedItem(
+        evidence_id=record.id,
+        evidence_type_id=record.evidence_type_id,
+        asset_id=aid,
+        asset_uri=uri,
+        result=record.result,
+        reason=why,
+    )
+
+
+def _item(record: Evidence, aid: str, uri: str, envelope: str | None = None) -> SummaryItem:
     return SummaryItem(
         evidence_id=record.id,
         evidence_type_id=record.evidence_type_id,
@@ -212,6 +277,7 @@ def _item(record: Evidence, aid: str, uri: str) -> SummaryItem:
         scope=record.origin.scope,
         summary=record.details.summary,
         attachments=[a.hash for a in record.attachments],
+        envelope=envelope,
         due_dates=sorted(
             f.due_date
             for f in record.findings

@@ -23,6 +23,7 @@ from cli import (  # noqa: F401 (each module adds its commands)
     serve,
 )
 from cli._app import app
+from cli.in_process import for_command
 
 try:  # typer 0.2x vendors click
     from typer._click import exceptions as click_errors
@@ -35,7 +36,8 @@ __all__ = ["app", "main"]
 def main() -> None:
     """Run the CLI, turning bad input into one line on stderr and exit code 2."""
     try:
-        code = app(standalone_mode=False)
+        with for_command(sys.argv[1:]):
+            code = app(standalone_mode=False)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):

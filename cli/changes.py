@@ -9,6 +9,7 @@ deciding at once), it is refused with what the CR holds now (exit 1, nothing wri
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -66,9 +67,13 @@ def _who(by: str, what: str) -> str:
     return name
 
 
-def _decide(cr_id: str, by: str, comment: str, approved: bool, as_json: bool) -> None:
+def _decide(
+    cr_id: str, by: str, comment: str, approved: bool, key: Path | None, as_json: bool
+) -> None:
     who = _who(by, "decides")  # before the slow imports: a typo answers at once
     from blocks import stores as config
+    from blocks.ssh_signatures import sign, verify
+    from changeflow.approvals import check_approval, cr_digest, quorum_line, rule_of, statement_of
     from changeflow.deploying import decide
     from changeflow.revisions import revision
 
@@ -76,12 +81,19 @@ def _decide(cr_id: str, by: str, comment: str, approved: bool, as_json: bool) ->
     cr = changes.get(cr_id)
     read = revision(cr)
     decision = "approved" if approved else "rejected"
+    approval = Approval(by=who, decision=decision, comment=comment, cr_digest=cr_digest(cr))
+    if key is not None:  # the statement names this very CR content: it cannot be replayed
+        signature = sign(key, statement_of(cr.id, approval))
+        approval = approval.model_copy(update={"signature": signature})
+    # the rule the CR was filed under: who may decide, signed or not, separation of duties,
+    # quorum; the deploy run checks again against its own environments file
+    check_approval(cr, approval, rule_of(cr), verify)
     # `decide` refuses a CR that is not waiting (closed, cancelled, decided) before anything is
     # written; the write is refused (exit 1) when another decision landed since the read
-    cr = decide(cr, Approval(by=who, decision=decision, comment=comment))
+    cr = decide(cr, approval)
     cr = changes.update(cr, message=f"{decision} by {who}", expected=read)
     resumed = _resume(cr, approved, who, comment)
-    emit(cr, as_json, f"{cr.id} {decision} by {who} ({cr.state.value}){resumed}")
+    emit(cr, as_json, f"{cr.id} {decision} by {who} ({cr.state.value}); {quorum_line(cr)}{resumed}")
 
 
 # how often `cr approve` looks whether the deploy run has reached its pause
@@ -104,9 +116,10 @@ def _resume(cr: ChangeRequest, approved: bool, by: str, comment: str) -> str:
         while True:
             state = client.read_flow_run(run_id).state
             if state is not None and state.is_paused():
-                resume_flow_run(
-                    run_id, run_input={"approved": approved, "by": by, "comment": comment}
-                )
+                # the decision is on the CR already: the run reads it there (and pauses again
+                # while the quorum is not met)
+                run_input = {"approved": approved, "by": by, "comment": comment, "recorded": True}
+                resume_flow_run(run_id, run_input=run_input)
                 return f"; resumed deploy run {run_id}"
             if (state is not None and state.is_final()) or time.monotonic() > deadline:
                 name = state.name if state else "unknown"
@@ -114,26 +127,54 @@ def _resume(cr: ChangeRequest, approved: bool, by: str, comment: str) -> str:
             time.sleep(_POLL_S)
 
 
+KeyOpt = Annotated[
+    Path | None,
+    typer.Option(help="Your SSH ed25519 private key: the decision is signed with it."),
+]
+
+
 @cr_app.command("approve")
 def cr_approve(
     cr_id: str,
-    by: Annotated[str, typer.Option(help="Who approves.")],
+    by: Annotated[str, typer.Option(help="Who approves: an approver's identity.")],
+    key: KeyOpt = None,
     comment: Annotated[str, typer.Option()] = "",
     as_json: JsonOpt = False,
 ) -> None:
-    """Approve a CR waiting for approval and resume its deployment."""
-    _decide(cr_id, by, comment, True, as_json)
+    """Approve a CR waiting for approval; its deployment resumes once the quorum is met."""
+    _decide(cr_id, by, comment, True, key, as_json)
 
 
 @cr_app.command("reject")
 def cr_reject(
     cr_id: str,
-    by: Annotated[str, typer.Option(help="Who rejects.")],
+    by: Annotated[str, typer.Option(help="Who rejects: an approver's identity.")],
+    key: KeyOpt = None,
     comment: Annotated[str, typer.Option()] = "",
     as_json: JsonOpt = False,
 ) -> None:
     """Reject a CR waiting for approval; its deployment is cancelled."""
-    _decide(cr_id, by, comment, False, as_json)
+    _decide(cr_id, by, comment, False, key, as_json)
+
+
+@cr_app.command("reopen")
+def cr_reopen(
+    cr_id: str,
+    by: Annotated[str, typer.Option(help="Who re-opens it.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-open a cancelled CR (its approval timed out) for approval; then
+    `deploy --change-request ID` carries on with it."""
+    who = _who(by, "re-opens")
+    from blocks import stores as config
+    from changeflow.approvals import reopen
+    from changeflow.revisions import revision
+
+    changes = config.change_management(None)
+    read = changes.get(cr_id)
+    cr = reopen(read, by=who)
+    cr = changes.update(cr, message=f"reopened by {who}", expected=revision(read))
+    emit(cr, as_json, f"{cr.id} reopened by {who} ({cr.state.value})")
 
 
 @cr_app.command("close")

@@ -39,7 +39,9 @@ def promote_cmd(
     deployment_impact: Annotated[DeploymentImpact, typer.Option()] = DeploymentImpact.small,
     include: Annotated[list[str] | None, typer.Option(help="Glob of entries to promote.")] = None,
     exclude: Annotated[list[str] | None, typer.Option(help="Glob of entries to leave.")] = None,
-    emergency: Annotated[bool, typer.Option("--emergency")] = False,
+    emergency: Annotated[
+        bool, typer.Option("--emergency", help="Urgent: also overrides the promotion gate.")
+    ] = False,
     review: Annotated[bool, typer.Option("--review", help="Leave it open for approval.")] = False,
     merge: Annotated[str | None, typer.Option(help="Merge a promotion left open.")] = None,
     as_json: JsonOpt = False,
@@ -78,8 +80,10 @@ def promote_cmd(
 
     promotion = promote(request, RecordStores.from_env())
     state = "open for review" if review else "merged"
+    # an emergency that went past the gate says so, entry by entry, as the promotion records it
+    overridden = "".join(f"\n  gate overridden: {line}" for line in promotion.gate_overrides)
     emit(promotion, as_json, f"promotion {promotion.id}: {len(promotion.entries)} entries "
-          f"{source} -> {target} ({state})")  # fmt: skip
+          f"{source} -> {target} ({state}){overridden}")  # fmt: skip
 
 
 @app.command("ci")

@@ -15,6 +15,7 @@ from tasks.build import build_artifacts, checkout_source, publish_artifacts, run
 from tasks.evidence import gather_evidence, record_report
 from tasks.incidents import record_incidents
 from tasks.inventory import add_entries, read_entries
+from tasks.signing import sign_provenance
 
 __all__ = ["CiResult", "ci"]
 
@@ -49,6 +50,7 @@ def ci(request: BuildRequest, stores: RecordStores = DEFAULT_STORES) -> CiResult
         stores: the saved blocks that hold the records.
     """
     logger = get_run_logger()
+    started = utcnow()
     # read first: a broken environments file stops the build before anything is recorded
     grace = project_environments().strictest_grace_periods()
     opened = open_stores(stores)
@@ -98,6 +100,17 @@ def ci(request: BuildRequest, stores: RecordStores = DEFAULT_STORES) -> CiResult
                 logger.warning("check %s: %s", check.name, record.details.summary)
             else:
                 logger.info("check %s: %s", check.name, record.details.summary)
+        # the build's signed provenance lists its evidence: what a deployment counts for it
+        sign_provenance(
+            locker,
+            run_id=scope,
+            repository_url=repo_url,
+            commit_sha=commit_sha,
+            artifacts={e.app_artifacts["filename"]: e.sha256[7:] for e in entries},
+            evidence_ids=[r.id for r in records],
+            started=started,
+            run_url=run_url(),
+        )
         changed_incidents = record_incidents(
             opened.incidents, records, commit, repo_url, grace, date.today(), scope
         )

@@ -61,6 +61,7 @@ from changeflow.requests import (
 )
 from changeflow.revisions import revision
 from changeflow.summary import summarize
+from flows.attest import attest_decision, judge_found
 from flows.common import run_scope, run_url
 from flows.gating import earlier_deployments
 from flows.local_deployment import local_deployment
@@ -178,7 +179,9 @@ def file_change(d: Deployment, filed: list[ChangeRequest]) -> ChangeRequest | No
     assets = {asset_id(e.provenance): e.provenance for e in delta.entries.values()}
     # a record that cannot be read is listed as failed evidence, never a crash
     found = find_evidence(stores.evidence, sorted(assets))
-    records = found.records
+    # with a trust file, only what a trusted key signed counts, picked by each entry's build
+    judged = judge_found(stores.evidence, found, delta.entries.values())
+    found, records = judged.found, judged.counted
     # the run's own evidence: is the locker keeping all of this immutable?
     own: list[Evidence] = []
     if assets:
@@ -197,9 +200,10 @@ def file_change(d: Deployment, filed: list[ChangeRequest]) -> ChangeRequest | No
         environment=environment,
         region=region,
         assets=assets,
-        records=records,
+        records=found.records,
         run_evidence=own,
         unreadable=found.unreadable,
+        trust=judged.with_own(stores.evidence, own),
     )
     summary_url, summary_sha = store_summary(stores.evidence, summary)
     publish_summary(summary, summary_url, summary_sha)
@@ -232,7 +236,12 @@ def file_change(d: Deployment, filed: list[ChangeRequest]) -> ChangeRequest | No
     )
     # the CR records what it runs under: the command, the environments file, the policy
     cr = file_change_request(
-        stores.changes, lambda cr_id: d.config.recorded_on(drafted(cr_id), d.command(cr_id))
+        stores.changes,
+        lambda cr_id: attest_decision(
+            stores.evidence,
+            d.config.recorded_on(drafted(cr_id), d.command(cr_id)),
+            *(summary, summary_url, summary_sha, judged.trust),
+        ),
     )
     logger.info("filed %s (deployment ready: %s)", cr.id, readiness.ready)
     announce_change(None, cr)

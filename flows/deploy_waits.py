@@ -18,9 +18,10 @@ runs it again itself, and Prefect's orchestration holds it until its scheduled t
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from prefect import State, get_client, get_run_logger, pause_flow_run
 from prefect.client.schemas.responses import SetStateStatus
@@ -28,10 +29,14 @@ from prefect.exceptions import FlowPauseTimeout, Pause
 from prefect.input import RunInput
 from prefect.runtime import flow_run
 from prefect.states import Scheduled
+from pydantic import Field
 
+from blocks.ssh_signatures import verify
+from changeflow.approvals import check_approval, cr_digest, quorum_line, signing_instructions
+from changeflow.approvers import ApprovalRule, normalize_signature
 from changeflow.change import cancel, note, transition
 from changeflow.deploying import IN_DOUBT, decide, in_doubt, waiting_for_person
-from changeflow.errors import StaleChange
+from changeflow.errors import BadInput, StaleChange
 from changeflow.models import Approval, ChangeRequest, ChangeState, ChangeType
 from changeflow.render import render_change_request
 from changeflow.windows import WindowDecision, decide_window
@@ -56,28 +61,102 @@ may start a run up to half a second early, which would still be outside the wind
 
 
 class ApprovalInput(RunInput):
-    """The form a person fills in to approve or reject a change request."""
+    """The form a person fills in to approve or reject a change request.
+
+    Where the environment lists approvers, `signature` is the SSH signature of the text the
+    form shows (`changeflow.approvals.signing_instructions`) for `by`, `approved`, `comment`
+    and `date`; a typed name alone is refused there.
+    """
 
     approved: bool
     by: str
     comment: str = ""
+    date: str = Field(default="", description="The time in the signed text; keep it.")
+    signature: str = Field(default="", description="Paste `ssh-keygen -Y sign`'s output.")
+    recorded: bool = Field(
+        default=False, description="Set by `changeflow cr approve`: the CR has the decision."
+    )
+
+
+def _form_approval(cr: ChangeRequest, form: ApprovalInput) -> Approval:
+    """The decision the form carries, taken on the CR as it was shown (`cr`).
+
+    Raises:
+        BadInput: for a malformed date or signature.
+    """
+    try:
+        date = datetime.fromisoformat(form.date) if form.date else datetime.now(UTC)
+        signature = normalize_signature(form.signature) if form.signature.strip() else None
+    except ValueError as exc:
+        raise BadInput(f"bad signature: {exc}") from exc
+    return Approval(
+        by=form.by.strip() or "prefect-ui",
+        decision="approved" if form.approved else "rejected",
+        comment=form.comment,
+        date=date,
+        cr_digest=cr_digest(cr),
+        signature=signature,
+    )
 
 
 def wait_for_approval(d: Deployment, cr: ChangeRequest) -> ChangeRequest:
-    """Pause until a person decides, in the UI or with `changeflow cr approve|reject`.
+    """Pause until people decide, in the UI or with `changeflow cr approve|reject`.
 
-    A CR waits for its approval, or (`changeflow.deploying.in_doubt`) for a person to confirm
-    running a deploy command that may have run already. The decision from the form is written
-    only over the CR as read after the pause: when one recorded with the CLI landed first, that
-    one stands and the form's is dropped with a warning.
+    A CR waits for its approvals (as many distinct approvers as its environment's quorum), or
+    (`changeflow.deploying.in_doubt`) for a person to confirm running a deploy command that may
+    have run already. Each decision from the form is checked against the environment's approval
+    rule of this run's own configuration (signature, approvers, separation of duties, quorum):
+    one that fails leaves the run paused, its log saying why. A decision is written only over
+    the CR as read after the pause: one recorded with the CLI meanwhile stands, and the run
+    pauses again while the quorum is not met. Nobody answering within the approval timeout
+    cancels the CR (`changeflow cr reopen` re-opens it).
     """
     changes = d.stores.changes
     run_id = str(flow_run.get_id())
     if cr.flow_run_id != run_id:
         # a rerun waits in place of the run that filed the CR
         cr = advance(d, cr, cr.model_copy(update={"flow_run_id": run_id}), "waiting for approval")
-    publish_change_request(cr, changes.link(cr))
-    question = render_change_request(cr)
+    rule = d.spec.approval_rule
+    deadline = time.monotonic() + d.spec.approval_timeout_s
+    while True:
+        form, shown = _pause(d, cr, rule, deadline)
+        current = read_change_request(changes, cr.id)
+        if not waiting_for_person(current):
+            announce_change(cr, current)
+            return current
+        if form is None:
+            approval = Approval(
+                by="changeflow", decision="rejected", comment="approval timed out", automatic=True
+            )
+            why = "timed out"
+        elif form.recorded:  # the CLI recorded a decision that left the quorum short
+            cr = current
+            continue
+        else:
+            try:
+                approval = _form_approval(shown, form)
+                check_approval(current, approval, rule, verify)
+            except BadInput as refused:
+                get_run_logger().warning("%s: decision refused: %s; still waiting", cr.id, refused)
+                cr = current
+                continue
+            why = approval.decision
+        try:
+            cr = advance(d, current, decide(current, approval), why)
+        except StaleChange as stale:
+            get_run_logger().warning("%s; the form's decision was not recorded", stale)
+            cr = read_change_request(changes, cr.id)
+        if not waiting_for_person(cr) or form is None:
+            return cr
+
+
+def _pause(
+    d: Deployment, cr: ChangeRequest, rule: ApprovalRule, deadline: float
+) -> tuple[ApprovalInput | None, ChangeRequest]:
+    """Show the CR and what to sign, and pause for the form; None when the time is up."""
+    publish_change_request(cr, d.stores.changes.link(cr))
+    now = datetime.now(UTC).replace(microsecond=0)
+    question = f"{render_change_request(cr)}\n\n{signing_instructions(cr, rule, now)}"
     if in_doubt(cr):
         question = f"**{IN_DOUBT}**: approve to run it again, reject to close the CR.\n\n{question}"
         get_run_logger().warning(
@@ -88,38 +167,27 @@ def wait_for_approval(d: Deployment, cr: ChangeRequest) -> ChangeRequest:
         )
     else:
         get_run_logger().warning(
-            "%s is not ready (%s); waiting for approval: changeflow cr approve %s --by NAME",
+            "%s is not ready (%s); waiting for approval (%s): changeflow cr approve %s --by NAME",
             cr.id,
             "; ".join(cr.readiness_reasons[:3]),
+            quorum_line(cr),
             cr.id,
         )
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return None, cr
     try:
-        decision = pause_flow_run(
+        form = pause_flow_run(
             wait_for_input=ApprovalInput.with_initial_data(
-                description=question, approved=True, by=""
+                description=question, approved=True, by="", date=now.isoformat()
             ),
-            timeout=d.spec.approval_timeout_s,
+            timeout=max(1, int(remaining)),
             poll_interval=2,
+            key=str(uuid4()),  # a pause of its own each time the run waits again
         )
-        # decided in the UI: the CLI records its own decisions before it resumes the run
-        approval = Approval(
-            by=decision.by or "prefect-ui",
-            decision="approved" if decision.approved else "rejected",
-            comment=decision.comment,
-        )
-        why: str = approval.decision
     except FlowPauseTimeout:
-        approval = Approval(by="changeflow", decision="rejected", comment="approval timed out")
-        why = "timed out"
-    current = read_change_request(changes, cr.id)
-    if waiting_for_person(current):
-        try:
-            return advance(d, current, decide(current, approval), why)
-        except StaleChange as stale:
-            get_run_logger().warning("%s; the form's decision was not recorded", stale)
-            current = read_change_request(changes, cr.id)
-    announce_change(cr, current)
-    return current
+        return None, cr
+    return form, cr
 
 
 def start_in_window(d: Deployment, cr: ChangeRequest) -> ChangeRequest:

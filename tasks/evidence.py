@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prefect import get_run_logger, task
 
+from blocks.signing import load_signer
 from changeflow.canonical import canonical_json
 from changeflow.evidence import make_evidence
 from changeflow.models import Asset, Attachment, Evidence, EvidenceResult
@@ -12,6 +13,7 @@ from changeflow.readiness import IMMUTABLE_STORAGE
 from changeflow.reports import ReportFormat, ReportOutcome, Thresholds, parse_report
 from changeflow.summary import EvidenceSummary, FoundEvidence
 from tasks.io import IO
+from tasks.signing import sign_evidence
 
 __all__ = [
     "find_evidence",
@@ -40,7 +42,8 @@ def record_report(
 ) -> tuple[Evidence, ReportOutcome]:
     """Turn a report into evidence, keeping the raw report as its attachment.
 
-    A missing report is failure evidence, never a pass.
+    A missing report is failure evidence, never a pass. With a signing key configured, the
+    record's signed envelope is stored beside it.
     """
     attachments: list[Attachment] = []
     if report is None:
@@ -65,6 +68,8 @@ def record_report(
         findings=outcome.findings,
         summary=outcome.summary,
     )
+    # the envelope first: a record is never found before the signature that vouches for it
+    sign_evidence(locker, evidence, assets, load_signer())
     return locker.put_evidence(evidence, assets), outcome
 
 
@@ -119,6 +124,7 @@ def record_storage_check(
         attachments=[attachment],
         summary=check.summary,
     )
+    sign_evidence(locker, evidence, assets, load_signer())
     return locker.put_evidence(evidence, assets)
 
 

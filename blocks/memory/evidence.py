@@ -200,6 +200,49 @@ class MemoryEvidenceStore:
         with self._lock:
             self._about.setdefault(asset, set()).add(evidence_id)
 
+    # -- signed envelopes -----------------------------------------------------------------
+
+    def put_evidence_envelope(self, evidence_id: str, envelope: bytes) -> None:
+        """Store an evidence record's signed envelope beside it (write-once)."""
+        self._put_once(f"envelopes/evidences/{evidence_id}", envelope)
+
+    def get_evidence_envelope(self, evidence_id: str) -> bytes | None:
+        """An evidence record's envelope, or None when it has none."""
+        with self._lock:
+            return self._objects.get(f"envelopes/evidences/{evidence_id}")
+
+    def put_provenance(self, run_id: str, envelope: bytes) -> str:
+        """Store one signed provenance of a build; its sha256."""
+        hash_ = digest(envelope)
+        self._put_once(f"envelopes/provenance/{run_id}/{digest_hex(hash_)}", envelope)
+        return hash_
+
+    def get_provenance(self, run_id: str) -> list[bytes]:
+        """Every provenance envelope stored for a build, in key order."""
+        prefix = f"envelopes/provenance/{run_id}/"
+        with self._lock:
+            return [v for k, v in sorted(self._objects.items()) if k.startswith(prefix)]
+
+    def put_attestation(self, envelope: bytes) -> tuple[str, str]:
+        """Store a signed decision once; its url and sha256."""
+        hash_ = digest(envelope)
+        key = f"attestations/{digest_hex(hash_)}"
+        self._put_once(key, envelope)
+        return self.url(key), hash_
+
+    def get_attestation(self, url: str, expected: str) -> bytes:
+        """A signed decision, checked against the sha256 its CR recorded.
+
+        Raises:
+            IntegrityError: when it is not in this store, missing, or does not match.
+        """
+        if not self.holds_artifact(url):
+            raise IntegrityError(f"attestation {url} is not in {self.url('')}")
+        body = self._get(url.removeprefix(self.url("")))
+        if digest(body) != expected:
+            raise IntegrityError(f"attestation {url} does not match {expected}")
+        return body
+
     # -- deployment summaries -------------------------------------------------------------
 
     def put_summary(self, summary: EvidenceSummary) -> tuple[str, str]:

@@ -7,6 +7,10 @@ raw/assets/<h[:2]>/<h>/index.json              asset record, h = asset id
 raw/assets/<h[:2]>/<h>/evidences/<evidence-id> empty marker: one LIST finds an asset's evidence
 raw/cd/<run-id>/summary.json                   evidence summary of a deployment run
 raw/checks/<h[:2]>/<h>/probe.json              a storage check's retention probe
+raw/evidences/<h[:2]>/<h>/envelope.json        the record's signed DSSE envelope
+raw/provenance/<r[:2]>/<r>/<e>.json            a build's signed provenance, r = sha256(run id),
+                                               e = sha256(envelope): a rerun adds one
+raw/attestations/<h[:2]>/<h>/envelope.json     a signed CR decision (VSA), h = sha256(envelope)
 ```
 """
 
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from changeflow.canonical import digest_hex
+from changeflow.canonical import digest_hex, sha256_hex
 
 __all__ = ["Layout"]
 
@@ -61,3 +65,19 @@ class Layout:
     def probe(self, hash_: str) -> str:
         """Where a storage check's probe lives (`hash_` is `sha256:<hex>` of its body)."""
         return self.key("raw/checks", _shard(digest_hex(hash_)), "probe.json")
+
+    def evidence_envelope(self, evidence_id: str) -> str:
+        """Where an evidence record's signed envelope lives, beside the record."""
+        return self.key("raw/evidences", _shard(evidence_id), "envelope.json")
+
+    def provenances(self, run_id: str) -> str:
+        """The prefix below which a build's provenance envelopes live."""
+        return self.key("raw/provenance", _shard(sha256_hex(run_id.encode("utf-8")))) + "/"
+
+    def provenance(self, run_id: str, hash_: str) -> str:
+        """Where one provenance envelope of a build lives (`hash_` is its `sha256:<hex>`)."""
+        return self.provenances(run_id) + digest_hex(hash_) + ".json"
+
+    def attestation(self, hash_: str) -> str:
+        """Where a signed decision lives (`hash_` is the envelope's `sha256:<hex>`)."""
+        return self.key("raw/attestations", _shard(digest_hex(hash_)), "envelope.json")

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from blocks.s3.attachments import Attachments
+from blocks.s3.cache import RecordCache
 from blocks.s3.layout import Layout
 from blocks.s3.objects import S3Objects
 from changeflow.canonical import digest
@@ -30,10 +31,12 @@ class Records:
     Attributes:
         attachments: the locker's attachments (and through them its objects and layout).
         concurrency: parallel requests for reads.
+        cache: verified records kept on local disk by id, for summaries (None: no cache).
     """
 
     attachments: Attachments
     concurrency: int
+    cache: RecordCache | None = None
 
     @property
     def objects(self) -> S3Objects:
@@ -76,6 +79,8 @@ class Records:
             self.objects.put_once(
                 self.layout.marker(aid, sealed.id), b"", content_type="application/octet-stream"
             )
+        if self.cache is not None:
+            self.cache.put(sealed)  # the deploy on this machine reads it back without a GET
         return sealed
 
     def get_evidence(self, evidence_id: str) -> Evidence:
@@ -105,7 +110,7 @@ class Records:
         listed = self.evidence_ids_for_assets(asset_ids)
         unique = sorted({e for found in listed.values() for e in found})
         with ThreadPoolExecutor(self.concurrency) as pool:
-            records = dict(zip(unique, pool.map(self.get_evidence, unique), strict=True))
+            records = dict(zip(unique, pool.map(self._cached, unique), strict=True))
         return {aid: [records[e] for e in found] for aid, found in listed.items()}
 
     def find_evidence(self, asset_ids: Iterable[str]) -> FoundEvidence:
@@ -119,9 +124,19 @@ class Records:
     def _read_or_why(self, evidence_id: str) -> Evidence | str:
         # only what is wrong with the record itself: an unreachable store still raises
         try:
-            return self.get_evidence(evidence_id)
+            return self._cached(evidence_id)
         except IntegrityError as exc:
             return unreadable_because(exc)
+
+    def _cached(self, evidence_id: str) -> Evidence:
+        # a summary's read: from the local cache when it holds the record and it re-hashes
+        if self.cache is None:
+            return self.get_evidence(evidence_id)
+        record = self.cache.get(evidence_id)
+        if record is None:
+            record = self.get_evidence(evidence_id)
+            self.cache.put(record)
+        return record
 
     def put_summary(self, summary: EvidenceSummary) -> tuple[str, str]:
         """Store a deployment run's summary once; its url and sha256 digest."""

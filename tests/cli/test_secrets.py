@@ -64,6 +64,8 @@ def _flow_run_parameters() -> str:
         f"https://{TOKEN}@git.example/org/app.git",
         f"ssh://bot:{TOKEN}@git.example/org/app.git",
     ],
+    # fixed ids: every xdist worker must collect the same test names
+    ids=["user-and-token", "token-only", "ssh"],
 )
 def test_ci_refuses_a_repo_url_with_credentials_and_points_to_the_helper(
     stack_env: dict[str, str], url: str

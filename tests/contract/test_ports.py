@@ -162,6 +162,29 @@ def test_a_summary_is_stored_once_and_checked_against_its_digest(evidence: Evide
         store.put_summary(_summary([]))  # another summary for the same run
 
 
+def test_envelopes_are_kept_beside_records_per_build_and_per_decision(
+    evidence: EvidenceCase,
+) -> None:
+    store = evidence.store
+    record = store.put_evidence(_record(store), [COMMIT])
+    assert store.get_evidence_envelope(record.id) is None  # an unsigned record
+    store.put_evidence_envelope(record.id, b'{"envelope":1}')
+    store.put_evidence_envelope(record.id, b'{"envelope":1}')  # the same again: a no-op
+    assert store.get_evidence_envelope(record.id) == b'{"envelope":1}'
+    with pytest.raises(IntegrityError):
+        store.put_evidence_envelope(record.id, b'{"envelope":2}')
+    assert store.get_provenance("ci-1") == []
+    first = store.put_provenance("ci-1", b'{"provenance":1}')
+    second = store.put_provenance("ci-1", b'{"provenance":2}')  # a rerun adds one
+    assert first == digest(b'{"provenance":1}') and first != second
+    assert sorted(store.get_provenance("ci-1")) == [b'{"provenance":1}', b'{"provenance":2}']
+    assert store.get_provenance("ci-2") == []
+    url, sha = store.put_attestation(b'{"vsa":1}')
+    assert sha == digest(b'{"vsa":1}') and store.get_attestation(url, sha) == b'{"vsa":1}'
+    with pytest.raises(IntegrityError):
+        store.get_attestation(url, "sha256:" + "0" * 64)
+
+
 def test_verification_counts_what_it_rehashed(evidence: EvidenceCase) -> None:
     store = evidence.store
     record = store.put_evidence(_record(store), [COMMIT])
