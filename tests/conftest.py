@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -115,3 +117,31 @@ def bare(tmp_path: Path) -> Path:
     path = tmp_path / "remote.git"
     init_bare_repo(path)
     return path
+
+
+@pytest.fixture
+def silent() -> Iterator[str]:
+    """`host:port` of a listener on 127.0.0.1 that accepts every connection and says nothing."""
+    server = socket.create_server(("127.0.0.1", 0), backlog=64)
+    server.settimeout(0.2)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            held.append(connection)  # kept open, never read from or written to
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join(timeout=5)
+    for connection in held:
+        connection.close()
+    server.close()

@@ -7,49 +7,15 @@ Each test's timeout is the bound (60 s, as the issue asks); nothing asserts a du
 from __future__ import annotations
 
 import os
-import socket
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from subprocess import CompletedProcess
 
 import pytest
 from prefect import flow, task
-from pydantic import SecretStr
 from stack_support import run_changeflow
 
-from blocks.forges import GitLabMergeRequests, PullRequestTimeout
-from blocks.servicenow import ServiceNowChangeManagement
 from changeflow.errors import ServiceTimeout, StorageUnavailable
 from tasks.io import IO
-
-
-@pytest.fixture
-def silent() -> Iterator[str]:
-    """`host:port` of a listener on 127.0.0.1 that accepts every connection and says nothing."""
-    server = socket.create_server(("127.0.0.1", 0), backlog=64)
-    server.settimeout(0.2)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                connection, _ = server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            held.append(connection)  # kept open, never read from or written to
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.getsockname()[1]}"
-    stop.set()
-    thread.join(timeout=5)
-    for connection in held:
-        connection.close()
-    server.close()
 
 
 def _env(tmp_path: Path, **settings: str) -> dict[str, str]:
@@ -88,29 +54,6 @@ def test_an_inventory_fetch_over_http_ends(silent: str, tmp_path: Path) -> None:
     )
     assert "unreachable" in line and "too slow" in line, line
     assert "s3cr3t-token" not in line
-
-
-@pytest.mark.timeout(60)
-def test_a_servicenow_call_ends(silent: str) -> None:
-    block = ServiceNowChangeManagement(
-        instance_url=f"http://{silent}", username="api", password=SecretStr("pw")
-    )
-    with pytest.raises(ServiceTimeout) as info:
-        block.list()
-    message = str(info.value)
-    assert "\n" not in message and silent in message and "no answer within 30 s" in message
-
-
-@pytest.mark.timeout(60)
-def test_a_forge_call_ends(silent: str) -> None:
-    client = GitLabMergeRequests(
-        project="acme/inventory", token=SecretStr("glpat-secret"), api_url=f"http://{silent}"
-    )
-    with pytest.raises(PullRequestTimeout) as info:
-        client.open("promotion/prod/1", "prod", "t", "b")
-    message = str(info.value)
-    assert "\n" not in message and "no answer within 30 s" in message
-    assert "glpat-secret" not in message
 
 
 _CALLS: list[str] = []
