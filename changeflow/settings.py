@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     # Secret block of that name, and the trust file the records are judged under
     signing_key_file: Path | None = None
     signing_key_secret: str | None = None
+    # per role, so CI and deploy sign with different keys even in one process (the demo);
+    # each falls back to the shared key above
+    ci_signing_key_file: Path | None = None
+    deploy_signing_key_file: Path | None = None
     trust_file: Path | None = None
 
     @field_validator("*", mode="before")
