@@ -8,6 +8,9 @@ machine:
   The baseline does what a record costs at the least, with the same 16 threads and the same
   headers (`If-None-Match: *`, `ChecksumSHA256`, Object Lock retention): four PUTs per record
   (attachment, asset, evidence, marker) of bodies built beforehand. Best of two rounds each.
+  With signing on, each record's DSSE envelope is signed (ed25519) and stored first, as
+  `record_report` does with a key: its ratio to the same raw baseline, and signing's share
+  (its CPU on one thread against the signed run's wall time).
 - **summary**: the evidence of a delta of 200 assets x 10 records, read with
   `evidence_for_assets` and summarized, first with the locker holding only those, then with it
   also holding 100,000 other records (10 per asset, filled by raw concurrent PUTs of valid
@@ -19,7 +22,7 @@ machine:
   boto3's own `upload_file`, and a child that only imports and loads the locker (the floor:
   Prefect's import).
 
-    uv run python bench/locker.py [--quick] [--json]
+    uv run python bench/locker.py [--quick] [--records N] [--json]
 
 `--quick` runs 200 records, a delta of 20 assets x 10 with 5,000 others, and 256 MiB.
 """
@@ -46,9 +49,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from blocks.evidence_locker import EvidenceLocker  # noqa: E402
+from blocks.signing import StatementSigner, new_key  # noqa: E402
+from changeflow.attestations import evidence_statement  # noqa: E402
 from changeflow.evidence import make_evidence  # noqa: E402
 from changeflow.models import Asset, Attachment  # noqa: E402
 from cli.local_stack import seaweedfs_ports, start_seaweedfs, stop_process  # noqa: E402
+from tasks.signing import sign_evidence  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 from locker_reads import _fill, _summary, _summary_raw  # noqa: E402
@@ -109,7 +115,9 @@ def _timed(fn: Callable[[], object]) -> float:
 # -- ingest ---------------------------------------------------------------------------------
 
 
-def _ingest_locker(locker: EvidenceLocker, n: int, tag: str) -> float:
+def _ingest_locker(
+    locker: EvidenceLocker, n: int, tag: str, signer: StatementSigner | None = None
+) -> float:
     blobs = [os.urandom(4096) for _ in range(n)]
     assets = [_asset(tag, i) for i in range(n)]
 
@@ -119,6 +127,8 @@ def _ingest_locker(locker: EvidenceLocker, n: int, tag: str) -> float:
             evidence_type_id="com.ibm.unit_tests", result="success", tool="pytest",
             scope=f"bench-{tag}", assets=[assets[i]], attachments=[attachment],
         )  # fmt: skip
+        # what `record_report` does with a key: the envelope first, then the record
+        sign_evidence(locker, record, [assets[i]], signer)
         locker.put_evidence(record, [assets[i]])
 
     def run() -> None:
@@ -126,6 +136,21 @@ def _ingest_locker(locker: EvidenceLocker, n: int, tag: str) -> float:
             list(pool.map(one, range(n)))
 
     return _timed(run)
+
+
+def _signing_only(signer: StatementSigner, n: int, tag: str) -> float:
+    """Seconds to build and sign `n` evidence statements, one thread: signing's own cost."""
+    asset = _asset(tag, 0)
+    records = [
+        make_evidence(
+            evidence_type_id="com.ibm.unit_tests", result="success", tool="pytest",
+            scope=f"bench-{tag}-{i}", assets=[asset],
+        )
+        for i in range(n)
+    ]  # fmt: skip
+    return _timed(
+        lambda: [signer.sign(evidence_statement(r, {asset.id: asset.uri})) for r in records]
+    )
 
 
 def _ingest_raw(locker: EvidenceLocker, n: int, tag: str) -> float:
@@ -217,8 +242,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="A smaller run.")
     parser.add_argument("--json", action="store_true", help="Print one JSON object.")
+    parser.add_argument("--records", type=int, help="Ingest this many records instead.")
     args = parser.parse_args()
-    size = QUICK if args.quick else FULL
+    size = dict(QUICK if args.quick else FULL)
+    if args.records:
+        size["records"] = args.records
     say = (lambda *_: None) if args.json else (lambda *a: print(*a, file=sys.stderr, flush=True))
     secret = secrets.token_hex(20)
     with tempfile.TemporaryDirectory(prefix="changeflow-bench-locker-") as tmp:
@@ -240,17 +268,23 @@ def _run(
 ) -> dict[str, Any]:
     n = size["records"]
     lockers = {}
-    for name in ("ingest-locker", "ingest-raw", "summary-small", "summary-large", "attachment"):
+    ingest_buckets = ("ingest-locker", "ingest-signed", "ingest-raw")
+    for name in (*ingest_buckets, "summary-small", "summary-large", "attachment"):
         locker = _locker(endpoint, secret, f"bench-{name}")
         locker.create_bucket()
         lockers[name] = locker
     say(f"ingest: {n} records through the locker and the raw baseline, best of 2 rounds")
-    locker_s, raw_s = [], []
+    signer = StatementSigner(new_key())
+    locker_s, signed_s, raw_s = [], [], []
     for round_ in range(2):
         raw_s.append(_ingest_raw(lockers["ingest-raw"], n, f"raw{round_}"))
         locker_s.append(_ingest_locker(lockers["ingest-locker"], n, f"lk{round_}"))
+        signed_s.append(_ingest_locker(lockers["ingest-signed"], n, f"sg{round_}", signer))
     ingest = n / min(locker_s)
+    ingest_signed = n / min(signed_s)
     ingest_raw = n / min(raw_s)
+    # signing's share: its CPU (one thread) against the wall time of the signed ingest
+    signing_s = min(_signing_only(signer, n, f"cpu{r}") for r in range(2))
 
     say(f"summary: delta of {size['assets']} assets x {size['per_asset']} records, two lockers")
     small_locker, large_locker = lockers["summary-small"], lockers["summary-large"]
@@ -291,6 +325,11 @@ def _run(
         "ingest_records_per_s": round(ingest, 1),
         "ingest_raw_records_per_s": round(ingest_raw, 1),
         "ingest_ratio": round(ingest / ingest_raw, 3),
+        "ingest_signed_records_per_s": round(ingest_signed, 1),
+        "ingest_signed_ratio": round(ingest_signed / ingest_raw, 3),
+        "signing_cost": round(1 - ingest_signed / ingest, 3),
+        "signing_share": round(signing_s / min(signed_s), 3),
+        "signing_us_per_record": round(signing_s / n * 1e6, 1),
         "summary_s_small": round(small, 3),
         "summary_s_large": round(large, 3),
         "summary_ratio": round(large / small, 3),
@@ -320,6 +359,13 @@ def _table(r: dict[str, Any], size: dict[str, int]) -> None:
         ("ingest, records/s", f"{r['ingest_records_per_s']:.0f}",
          f"{r['ingest_raw_records_per_s']:.0f} (4 raw PUTs/record)",
          f"{r['ingest_ratio']:.2f}", ">= 0.8"),
+        ("ingest, signing on (+1 envelope PUT), records/s",
+         f"{r['ingest_signed_records_per_s']:.0f}",
+         f"{r['ingest_raw_records_per_s']:.0f} (4 raw PUTs/record)",
+         f"{r['ingest_signed_ratio']:.2f}", ">= 0.8"),
+        (f"signing's share of signed ingest ({r['signing_us_per_record']:.0f} us/record CPU)",
+         f"{r['signing_share']:.1%}", "-",
+         f"{r['signing_cost']:.1%} slower than unsigned", "-"),
         (f"summary of {size['assets']}x{size['per_asset']}, s (locker holds only them)",
          f"{r['summary_s_small']:.3f}", "-", "-", "< 1 s"),
         (f"same, locker also holds {size['others']:,} others, s", f"{r['summary_s_large']:.3f}",

@@ -16,7 +16,14 @@ from pydantic import Field, HttpUrl, PrivateAttr
 
 from blocks.forges import PullRequest, PullRequestProvider
 from blocks.gitrepo import GitRemote, RefConflict, default_cache_dir
-from blocks.inventory_tree import commit_of, entry_names, ignore_globs, read_entries, ref_name
+from blocks.inventory_tree import (
+    commit_of,
+    entry_names,
+    ignore_globs,
+    read_entries,
+    ref_name,
+    remove_entry_files,
+)
 from blocks.promotions import PromotionBranches
 from changeflow.delta import Delta
 from changeflow.errors import BadInput
@@ -160,6 +167,12 @@ class GitInventory(Block):
             return files
 
         return git.commit(branch, change, message or record_message(names))
+
+    def remove_entries(
+        self, names: list[str], branch: str = MASTER, message: str | None = None
+    ) -> str:
+        """Delete entries from `branch` in one commit; its head after (`remove_entry_files`)."""
+        return remove_entry_files(self.git, branch, names, message)
 
     # ------------------------------------------------------------------------------- reads
 

@@ -3,8 +3,9 @@
 A promotion travels on `promotion/<target>/<id>` (started from the target's head; a new target
 starts with no parent) carrying its record in `.promotion.json`; merging fast-forwards the
 target with a compare-and-swap, or, when the target moved meanwhile, commits the promotion's
-files again on its new head, so history stays linear. Which entries a promotion carries is the
-domain's rule (`changeflow.delta.select_promotion`); every text is the domain's too.
+files again on its new head, so history stays linear. Which entries a promotion carries (and
+which it deletes) is the domain's rule (`changeflow.delta.select_promotion_changes`); every
+text is the domain's too.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from blocks.forges import PullRequest, PullRequestProvider
 from blocks.gitrepo import GitRemote, RefConflict
 from blocks.inventory_tree import commit_of, entry_names, ignore_globs, ref_name
-from changeflow.delta import select_promotion
+from changeflow.delta import select_promotion_changes
 from changeflow.errors import BadInput, IntegrityError
 from changeflow.inventory_rules import (
     PROMOTION_FILE,
@@ -63,6 +64,7 @@ class PromotionBranches:
         files: dict[str, bytes | None] = dict(
             self.git.read_files(head, [*record.entries, PROMOTION_FILE])
         )
+        files.update(dict.fromkeys(record.deletions))  # None: deleted on the new head too
         message = self.git.log(head, max_count=1)[0].message + REAPPLIED
         return self.git.commit(target, lambda _parent: files, message)
 
@@ -75,8 +77,8 @@ class PromotionBranches:
     def select(
         self, source: str, target: str, include: list[str], exclude: list[str],
         promotion_id: str | None = None,
-    ) -> tuple[list[str], str, str | None]:  # fmt: skip
-        """(entry names, source commit, target head or None) of a promotion.
+    ) -> tuple[list[str], str, str | None, list[str]]:  # fmt: skip
+        """(entry names, source commit, target head or None, names to delete) of a promotion.
 
         Raises:
             BadInput: for an unknown source, a bad target, or `promotion_id` already open.
@@ -92,23 +94,27 @@ class PromotionBranches:
             branch = promotion_branch(target, promotion_id)
             if git.resolve(f"refs/heads/{branch}") is not None:
                 raise BadInput(f"promotion {promotion_id} to {target} is already open ({branch})")
+        gone: list[str] = []
         if tgt is None:
             differing = entry_names(git, src)
         else:
             ignore = ignore_globs(git, src)
-            modified, added, _ = git.diff(tgt, src)
+            modified, added, deleted = git.diff(tgt, src)
             differing = [p for p in [*modified, *added] if is_entry_path(p, ignore)]
-        names = select_promotion(differing, include, exclude, source=source, target=target)
-        return names, src, tgt
+            gone = [p for p in deleted if is_entry_path(p, ignore)]
+        names, removed = select_promotion_changes(
+            differing, gone, include, exclude, source=source, target=target
+        )
+        return names, src, tgt, removed
 
     def promote(self, promotion: Promotion, merge: bool) -> Promotion:
         """Open `promotion` on its branch and merge it, or leave it for review.
 
         Commits the entries of the source that differ in the target, with `.promotion.json`,
         on `promotion/<target>/<id>` (started from the target's head; a new target starts with
-        no parent, so it holds only what is promoted). Deletions are not promoted; `include` /
-        `exclude` globs filter the names. Left for review, it is opened as a pull request
-        when a forge is configured.
+        no parent, so it holds only what is promoted), and deletes the entries the source no
+        longer has (`deletions`); `include` / `exclude` globs filter both. Left for review, it
+        is opened as a pull request when a forge is configured.
 
         Returns:
             The promotion as recorded, `entries` and `source_commit` filled in.
@@ -117,7 +123,7 @@ class PromotionBranches:
             BadInput: as `select`, or for a pull request into a target that does not exist.
             NotReady: when nothing differs.
         """
-        names, src, tgt = self.select(
+        names, src, tgt, removed = self.select(
             promotion.source, promotion.target, promotion.include, promotion.exclude,
             promotion.id,
         )  # fmt: skip
@@ -128,9 +134,11 @@ class PromotionBranches:
                 "(promote to it once without review first)"
             )
         record = Promotion.model_validate(
-            {**promotion.model_dump(), "entries": names, "source_commit": src}
-        )
+            {**promotion.model_dump(), "entries": names, "source_commit": src,
+             "deletions": removed}
+        )  # fmt: skip
         files: dict[str, bytes | None] = dict(self.git.read_files(src, names))
+        files.update(dict.fromkeys(removed))  # None deletes the path
         files[PROMOTION_FILE] = record.to_json() + b"\n"
         branch = promotion_branch(record.target, record.id)
         self.git.commit(branch, lambda _parent: files, promotion_message(record), start_point=tgt)

@@ -2,7 +2,8 @@
 
 No cryptography is written here: keys, signatures and the DSSE pre-authentication encoding are
 securesystemslib's (`dsse.Envelope`, `CryptoSigner`, `SSlibKey`). The pipeline's ed25519 key
-comes from a PEM file (`CHANGEFLOW_SIGNING_KEY_FILE`) or a Prefect Secret block
+comes from a PEM file (`CHANGEFLOW_SIGNING_KEY_FILE`, or per role `CHANGEFLOW_CI_SIGNING_KEY_FILE`
+and `CHANGEFLOW_DEPLOY_SIGNING_KEY_FILE`) or a Prefect Secret block
 (`CHANGEFLOW_SIGNING_KEY_SECRET`); the trust file from `CHANGEFLOW_TRUST_FILE`.
 """
 
@@ -10,7 +11,8 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -28,6 +30,7 @@ from changeflow.settings import Settings
 from changeflow.trust import TrustedKey, TrustPolicy, load_trust, trust_digest
 
 __all__ = [
+    "SigningRole",
     "StatementSigner",
     "Trust",
     "load_signer",
@@ -132,24 +135,42 @@ def open_envelope(data: bytes, trust: TrustPolicy) -> Opened:
     return found.model_copy(update={"statement": statement, "keyids": keyids})
 
 
-def load_signer(settings: Settings | None = None) -> StatementSigner | None:
-    """The pipeline's signing key from the settings; None when none is configured.
+SigningRole = Literal["ci", "deploy"]
+"""Who signs: CI (its evidence, provenance) or the deploy worker (its checks, decisions)."""
+
+
+def load_signer(
+    settings: Settings | None = None, role: SigningRole | None = None
+) -> StatementSigner | None:
+    """The pipeline's signing key for `role` from the settings; None when none is configured.
+
+    `CHANGEFLOW_CI_SIGNING_KEY_FILE` / `CHANGEFLOW_DEPLOY_SIGNING_KEY_FILE` name each role's
+    key; a role without one (or no role) falls back to `CHANGEFLOW_SIGNING_KEY_FILE`, then to
+    the Secret block `CHANGEFLOW_SIGNING_KEY_SECRET` names.
 
     Raises:
         BadInput: when the key file or Secret block is missing or holds no ed25519 key.
     """
     settings = settings or Settings.from_env()
+    own = {"ci": settings.ci_signing_key_file, "deploy": settings.deploy_signing_key_file}
+    role_file = own[role] if role is not None else None
+    if role is not None and role_file is not None:
+        return _read_key(role_file, f"CHANGEFLOW_{role.upper()}_SIGNING_KEY_FILE")
     if settings.signing_key_file is not None:
-        path = settings.signing_key_file.expanduser()
-        if not path.is_file():
-            raise BadInput(f"CHANGEFLOW_SIGNING_KEY_FILE: no such file: {path}")
-        return StatementSigner(path.read_bytes())
+        return _read_key(settings.signing_key_file, "CHANGEFLOW_SIGNING_KEY_FILE")
     if settings.signing_key_secret:
         from blocks.secrets import load_secrets
 
         pem = load_secrets({"CHANGEFLOW_SIGNING_KEY_SECRET": settings.signing_key_secret})
         return StatementSigner(pem["CHANGEFLOW_SIGNING_KEY_SECRET"].encode("utf-8"))
     return None
+
+
+def _read_key(path: Path, variable: str) -> StatementSigner:
+    path = path.expanduser()
+    if not path.is_file():
+        raise BadInput(f"{variable}: no such file: {path}")
+    return StatementSigner(path.read_bytes())
 
 
 class Trust:

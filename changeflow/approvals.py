@@ -101,14 +101,19 @@ def rule_of(cr: ChangeRequest) -> ApprovalRule:
     return cr.approval_rule or ApprovalRule()
 
 
-def _round(cr: ChangeRequest) -> list[Approval]:
-    """The decisions of the current round: those after the latest rejection or reopening."""
+def _round_start(cr: ChangeRequest) -> int:
+    """Where the current round starts: after the latest rejection or reopening."""
     reopened = [int(e[_REOPENED_AT]) for e in cr.history if e.get(_REOPENED_AT, "").isdigit()]
     start = max(reopened, default=0)
     for i, approval in enumerate(cr.approvals):
         if approval.decision == "rejected":
             start = max(start, i + 1)
-    return cr.approvals[start:]
+    return start
+
+
+def _round(cr: ChangeRequest) -> list[Approval]:
+    """The decisions of the current round: those after the latest rejection or reopening."""
+    return cr.approvals[_round_start(cr) :]
 
 
 def approvals_given(cr: ChangeRequest) -> list[str]:
@@ -208,18 +213,24 @@ def approval_problems(cr: ChangeRequest, verify: Verify) -> list[str]:
     """
     problems: list[str] = []
     rule = rule_of(cr)
+    counted: list[Approval] = []  # the current round's decisions that pass their checks
+    start = _round_start(cr)
     for i, approval in enumerate(cr.approvals):
-        if approval.automatic:
-            continue
         before = cr.model_copy(update={"approvals": cr.approvals[:i]})
         try:
-            check_approval(before, approval, rule, verify)
+            if not approval.automatic:
+                check_approval(before, approval, rule, verify)
         except BadInput as refused:
             problems.append(f"{cr.id}: approval {i + 1} by {approval.by}: {refused}")
+        else:
+            if i >= start:
+                counted.append(approval)
     went_ahead = cr.state in (ChangeState.implement, ChangeState.review, ChangeState.closed)
     emergency_waiting = cr.type is ChangeType.emergency and cr.state is ChangeState.review
-    if went_ahead and not emergency_waiting and approvals_needed(cr):
-        problems.append(f"{cr.id}: quorum not met: {quorum_line(cr)}")
+    # a refused decision counts for nobody: the quorum is taken over the ones that verify
+    valid = cr.model_copy(update={"approvals": counted, "history": []})
+    if went_ahead and not emergency_waiting and approvals_needed(valid):
+        problems.append(f"{cr.id}: quorum not met: {quorum_line(valid)}")
     return problems
 
 

@@ -112,6 +112,7 @@ def draft_change_request(
     """Assemble a new CR from the facts of one deployment, filed in state `assess`.
 
     `test_deployments`: where the delta's artifacts were deployed before (`changeflow.gate`).
+    An emergency promotion (`promote --emergency`) files an emergency change by itself.
     """
     start = now or utcnow()
     change_log = [
@@ -149,7 +150,9 @@ def draft_change_request(
         id=cr_id,
         environment=environment,
         region=region,
-        type=ChangeType.emergency if emergency else ChangeType.standard,
+        type=ChangeType.emergency
+        if emergency or (promotion is not None and promotion.emergency)
+        else ChangeType.standard,
         deployment_run_id=deployment_run_id,
         planned_start=start,
         planned_end=start + duration,
@@ -212,8 +215,9 @@ def change_event(before: ChangeRequest | None, after: ChangeRequest) -> ChangeEv
     """The event that announces a change to a CR, or None for a change nobody reacts to.
 
     A new CR is `created`; a new decision is `approved` or `rejected` (by whom, and whether
-    automatically); a CR that stops being open otherwise is `closed`. Moving along the
-    lifecycle, recording a wait or the deployment's evidence announces nothing.
+    automatically); an emergency deployed ahead of its approvals is `emergency_review`; a CR
+    that stops being open otherwise is `closed`. Moving along the lifecycle, recording a wait
+    or the deployment's evidence announces nothing.
     """
     if before is None:
         return ChangeEvent("change_request.created", {})
@@ -223,6 +227,9 @@ def change_event(before: ChangeRequest | None, after: ChangeRequest) -> ChangeEv
         if decided.automatic:
             payload["automatic"] = True
         return ChangeEvent(f"change_request.{decided.decision}", payload)
+    entered_review = after.state is ChangeState.review and before.state is not after.state
+    if after.type is ChangeType.emergency and entered_review:
+        return ChangeEvent("change_request.emergency_review", {"needed": approvals_needed(after)})
     if before.is_open and not after.is_open:
         return ChangeEvent("change_request.closed", {})
     return None

@@ -9,7 +9,13 @@ from pydantic import BaseModel, Field
 from changeflow.errors import NotReady
 from changeflow.models import InventoryEntry
 
-__all__ = ["Delta", "compute_delta", "select_entries", "select_promotion"]
+__all__ = [
+    "Delta",
+    "compute_delta",
+    "select_entries",
+    "select_promotion",
+    "select_promotion_changes",
+]
 
 
 class Delta(BaseModel):
@@ -73,3 +79,33 @@ def select_promotion(
     if not names:
         raise NotReady(f"nothing to promote from {source} to {target}")
     return names
+
+
+def select_promotion_changes(
+    differing: list[str],
+    gone: list[str],
+    include: list[str],
+    exclude: list[str],
+    *,
+    source: str,
+    target: str,
+) -> tuple[list[str], list[str]]:
+    """(entries to copy, entries to delete) of a promotion from `source` to `target`, sorted.
+
+    A deletion is promoted like any change: an entry the target holds and the source no longer
+    does is removed from the target, filtered by the same globs.
+
+    Args:
+        differing: the entries of `source` that the target lacks or holds otherwise.
+        gone: the entries the target holds and `source` does not.
+        include: globs; when any is given, only names matching one are kept.
+        exclude: globs; names matching one are dropped.
+
+    Raises:
+        NotReady: when nothing is left to copy or delete.
+    """
+    names = select_entries(differing, include, exclude)
+    deleted = select_entries(gone, include, exclude)
+    if not names and not deleted:
+        raise NotReady(f"nothing to promote from {source} to {target}")
+    return names, deleted

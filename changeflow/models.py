@@ -283,6 +283,7 @@ class Promotion(Record):
         default_factory=list,
         description="Why the promotion gate refused each entry an emergency promoted anyway.",
     )
+    deletions: list[str] = Field(default_factory=list, description="Entries it removes.")
 
     # an environment: it names a branch, and the promotion's own branch under promotion/
     _check_target = field_validator("target")(validate_environment)

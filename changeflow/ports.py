@@ -163,6 +163,12 @@ class Inventory(Protocol):
         """Record entries on a branch in one commit; the new head."""
         ...
 
+    def remove_entries(
+        self, names: list[str], branch: str = "master", message: str | None = None
+    ) -> str:
+        """Delete entries from a branch in one commit; its head after (promotions carry it on)."""
+        ...
+
     def delta(self, from_ref: str | None, to_ref: str) -> Delta:
         """What changed between two refs."""
         ...

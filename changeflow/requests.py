@@ -229,7 +229,10 @@ class DeploymentRequest(BaseModel):
     change_request: str = Field(
         default="",
         pattern=CHANGE_REQUEST_PATTERN,
-        description="Carry on with this CR (approved, say, after its run timed out).",
+        description=(
+            "Carry on with this CR: one left open by a crashed run, or one cancelled when its "
+            "approval timed out and re-opened with `changeflow cr reopen`."
+        ),
     )
 
     _check_environment = field_validator("environment")(validate_environment)

@@ -21,6 +21,7 @@ from cli import (  # noqa: F401 (each module adds its commands)
     lifecycle,
     locker,
     serve,
+    trace,
 )
 from cli._app import app
 from cli.in_process import for_command

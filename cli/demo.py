@@ -299,6 +299,10 @@ def run_demo(keep: bool = False, say: Say = print) -> list[ChangeRequest]:
     try:
         stack.start(prefect_api_url=os.environ.get("PREFECT_API_URL"))
         os.environ.update(stack.env)
+        from cli.keys import ensure_keys
+
+        # CI and deploy sign with keys of their own, judged under the demo's trust file
+        os.environ.update(ensure_keys(workspace / "keys"))
         say(f"  SeaweedFS S3 at {stack.env['CHANGEFLOW_S3_ENDPOINT']}, Prefect API at "
             f"{stack.env['PREFECT_API_URL']}")  # fmt: skip
         from blocks import stores as config

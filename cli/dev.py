@@ -30,7 +30,8 @@ def dev_up(
         ),
     ] = False,
 ) -> None:
-    """Start SeaweedFS, a Prefect server and the git remotes; print `export` lines."""
+    """Start SeaweedFS, a Prefect server and the git remotes; make signing keys; print `export`
+    lines."""
     from blocks.evidence_locker import EvidenceLocker
     from cli.local_stack import LocalStack
 
@@ -42,7 +43,11 @@ def dev_up(
         typer.echo(f"starting the local stack in {root} ...", err=True)
         stack = LocalStack(root).start(auth=auth)
         EvidenceLocker.from_settings(Settings.from_env(stack.env)).create_bucket()
-    for key, value in stack.env.items():
+    from cli.keys import ensure_keys
+
+    # the stack's own CI and deploy keys and the trust file naming them (kept across restarts)
+    env = {**stack.env, **ensure_keys(root / "keys")}
+    for key, value in env.items():
         typer.echo(f"export {key}={shlex.quote(value)}")
 
 

@@ -11,6 +11,9 @@ they exist (matched by name):
   `...rejected` followed for the same CR within `--approval-after` seconds. An auto-approved CR
   is approved within the second, so only CRs that wait for a person notify.
 - **changeflow: evidence failed** fires on every `changeflow.evidence.failed` event.
+- **changeflow: emergency awaits review** fires on every
+  `changeflow.change_request.emergency_review`: an emergency change was deployed ahead of its
+  approvals, and its CR cannot close successful until they meet the quorum.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from prefect.events.schemas.automations import EventTrigger, Posture
 
 APPROVAL = "changeflow: CR waiting for approval"
 EVIDENCE = "changeflow: evidence failed"
+EMERGENCY = "changeflow: emergency awaits review"
 
 
 def approval_waiting(block_document_id: str, after_s: int = 300) -> Automation:
@@ -81,11 +85,44 @@ def evidence_failed(block_document_id: str) -> Automation:
     )
 
 
+def emergency_review(block_document_id: str) -> Automation:
+    """Tell release managers an emergency change was deployed and awaits their approvals."""
+    return Automation(
+        name=EMERGENCY,
+        description="An emergency change was deployed and waits for its retroactive approvals.",
+        trigger=EventTrigger(
+            expect={"changeflow.change_request.emergency_review"},
+            posture=Posture.Reactive,
+            threshold=1,
+            within=timedelta(0),
+        ),
+        actions=[
+            SendNotification(
+                block_document_id=block_document_id,
+                subject="{{ event.resource.id.split('.')[-1] }}: emergency awaits review",
+                body=(
+                    "Emergency change {{ event.resource.id.split('.')[-1] }} was deployed "
+                    "{{ event.occurred }} ahead of its approvals "
+                    "({{ event.payload.needed }} still needed).\n"
+                    "Review it and approve or reject with\n"
+                    "  changeflow cr approve {{ event.resource.id.split('.')[-1] }} "
+                    "--by IDENTITY --key PATH"
+                ),
+            )
+        ],
+    )
+
+
 def install(notify: str, approval_after_s: int = 300) -> list[Automation]:
-    """Create (or replace) both automations; returns them as created."""
+    """Create (or replace) the automations; returns them as created."""
     block_id = str(Block.load(notify)._block_document_id)
     created = []
-    for automation in (approval_waiting(block_id, approval_after_s), evidence_failed(block_id)):
+    automations = (
+        approval_waiting(block_id, approval_after_s),
+        evidence_failed(block_id),
+        emergency_review(block_id),
+    )
+    for automation in automations:
         with contextlib.suppress(ValueError):  # ValueError: not there yet
             Automation.read(name=automation.name).delete()
         created.append(automation.create())

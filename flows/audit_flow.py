@@ -10,7 +10,7 @@ from blocks.stores import open_stores
 from changeflow.change import deployed_by, deployed_regions
 from changeflow.ports import Verification
 from changeflow.requests import DEFAULT_STORES, AuditRequest, RecordStores
-from tasks.audit import verify_change_request, verify_entries
+from tasks.audit import verify_approvals, verify_change_request, verify_entries
 from tasks.change import list_change_requests, read_change_request
 from tasks.incidents import overdue_incidents
 from tasks.inventory import read_labels
@@ -49,6 +49,9 @@ def _run_name() -> str:
 def verify(request: AuditRequest, stores: RecordStores = DEFAULT_STORES) -> VerificationReport:
     """Re-hash the summary, evidence, attachments and artifacts behind a deployment.
 
+    Every person's decision on each CR is checked again too: its signature, the separation of
+    duties and the quorum (`tasks.audit.verify_approvals`).
+
     Args:
         request: what is deployed to an environment (or one region), or what a CR was approved on.
         stores: the saved blocks that hold the records.
@@ -60,6 +63,7 @@ def verify(request: AuditRequest, stores: RecordStores = DEFAULT_STORES) -> Veri
         cr = read_change_request(opened.changes, request.change_request)
         report.targets.append(cr.id)
         report.count(verify_change_request(opened.evidence, cr))
+        report.count(verify_approvals(cr))
         report.change_requests.append(cr.id)
     if environment:
         tags = deployed_regions(read_labels(opened.inventory), environment)
@@ -77,6 +81,7 @@ def verify(request: AuditRequest, stores: RecordStores = DEFAULT_STORES) -> Veri
                 report.broken.append(f"{environment}/{reg}: no change request deployed {commit}")
             else:
                 report.count(verify_change_request(opened.evidence, deployer))
+                report.count(verify_approvals(deployer))
                 report.change_requests.append(deployer.id)
             report.count(
                 verify_entries(opened.evidence, opened.inventory, commit), f"{environment}/{reg}"

@@ -263,7 +263,8 @@ def authorize(d: Deployment, cr: ChangeRequest) -> ChangeRequest:
             comment="every required piece of evidence passes",
         )
         return advance(d, cr, record_decision(assessed, approval), "approved automatically")
-    if d.request.emergency:
+    # the deploy's flag or the promotion's (`draft_change_request`) made it an emergency
+    if cr.type is ChangeType.emergency:
         let_through = transition(
             assessed,
             ChangeState.scheduled,
@@ -365,6 +366,7 @@ def _run_deployment(d: Deployment, cr: ChangeRequest) -> ChangeRequest:
                 assets=[Asset.for_uri(e.provenance) for e in delta.entries.values()],
                 pipeline_id="changeflow-deploy",
                 pipeline_run_url=run_url(),
+                role="deploy",
             )
             acceptance = [record.id]
     finally:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from blocks.ssh_signatures import verify
+from changeflow.approvals import approval_problems
 from changeflow.models import ChangeRequest
 from changeflow.ports import EvidenceStore, Inventory, Verification
 
-__all__ = ["verify_change_request", "verify_entries"]
+__all__ = ["verify_approvals", "verify_change_request", "verify_entries"]
 
 
 @task(name="verify-change-request", cache_policy=NO_CACHE)
@@ -19,6 +21,17 @@ def verify_change_request(locker: EvidenceStore, cr: ChangeRequest) -> Verificat
     found = locker.verify_summary(cr.evidence_summary_url, cr.evidence_summary_sha256)
     found += locker.verify_evidence(cr.acceptance_evidence)
     return Verification(checked=found.checked, broken=[f"{cr.id}: {b}" for b in found.broken])
+
+
+@task(name="verify-approvals", cache_policy=NO_CACHE)
+def verify_approvals(cr: ChangeRequest) -> Verification:
+    """Re-check every person's decision on a CR: signature, separation of duties, quorum.
+
+    Each decision counts as one record checked; each problem is one line naming the CR and
+    the rule it breaks (`changeflow.approvals.approval_problems`).
+    """
+    people = [a for a in cr.approvals if not a.automatic]
+    return Verification(checked=len(people), broken=approval_problems(cr, verify))
 
 
 @task(name="verify-entries", cache_policy=NO_CACHE)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import get_run_logger, task
 
-from blocks.signing import load_signer
+from blocks.signing import SigningRole, load_signer
 from changeflow.canonical import canonical_json
 from changeflow.evidence import make_evidence
 from changeflow.models import Asset, Attachment, Evidence, EvidenceResult
@@ -39,11 +39,12 @@ def record_report(
     assets: list[Asset],
     pipeline_id: str,
     pipeline_run_url: str | None = None,
+    role: SigningRole = "ci",
 ) -> tuple[Evidence, ReportOutcome]:
     """Turn a report into evidence, keeping the raw report as its attachment.
 
     A missing report is failure evidence, never a pass. With a signing key configured, the
-    record's signed envelope is stored beside it.
+    record's signed envelope is stored beside it, signed with `role`'s key.
     """
     attachments: list[Attachment] = []
     if report is None:
@@ -69,7 +70,7 @@ def record_report(
         summary=outcome.summary,
     )
     # the envelope first: a record is never found before the signature that vouches for it
-    sign_evidence(locker, evidence, assets, load_signer())
+    sign_evidence(locker, evidence, assets, load_signer(role=role))
     return locker.put_evidence(evidence, assets), outcome
 
 
@@ -124,7 +125,7 @@ def record_storage_check(
         attachments=[attachment],
         summary=check.summary,
     )
-    sign_evidence(locker, evidence, assets, load_signer())
+    sign_evidence(locker, evidence, assets, load_signer(role="deploy"))
     return locker.put_evidence(evidence, assets)
 
 

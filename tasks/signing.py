@@ -1,8 +1,10 @@
 """Signing records as they are written, and judging signatures as evidence is read.
 
 The pipeline's key and the trust file come from the worker's settings
-(`CHANGEFLOW_SIGNING_KEY_FILE` or `CHANGEFLOW_SIGNING_KEY_SECRET`, `CHANGEFLOW_TRUST_FILE`):
-a key never crosses a task boundary, and without one nothing is signed.
+(`CHANGEFLOW_SIGNING_KEY_FILE` or `CHANGEFLOW_SIGNING_KEY_SECRET`, `CHANGEFLOW_TRUST_FILE`;
+per role `CHANGEFLOW_CI_SIGNING_KEY_FILE`, `CHANGEFLOW_DEPLOY_SIGNING_KEY_FILE`): CI signs
+provenance, the deploy worker decisions; a key never crosses a task boundary, and without one
+nothing is signed.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ def sign_provenance(
     run_url: str | None = None,
 ) -> str | None:
     """Sign and store the build's SLSA provenance; its sha256 (None without a key)."""
-    signer = load_signer()
+    signer = load_signer(role="ci")
     if signer is None:
         get_run_logger().warning("no signing key configured: the build's provenance is unsigned")
         return None
@@ -156,7 +158,7 @@ def sign_decision(
 
     A plain function: it runs while the CR is drafted, inside the filing task.
     """
-    signer = load_signer()
+    signer = load_signer(role="deploy")
     if signer is None:
         return None
     statement = vsa_statement(

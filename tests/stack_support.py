@@ -143,11 +143,14 @@ def git_in(remote: Path, *args: str) -> str:
     ).stdout
 
 
-def ship_to_prod(names: list[str], promotion_id: str, passing: bool = True) -> None:
+def ship_to_prod(
+    names: list[str], promotion_id: str, passing: bool = True, *, emergency: bool = False
+) -> None:
     """Store an artifact per name with the default required evidence, record the entries on
     master and promote them to prod, through the `CHANGEFLOW_*` stores (as CI and promote do).
 
-    With `passing` false, each artifact's first required evidence fails."""
+    With `passing` false, each artifact's first required evidence fails; `emergency` makes the
+    promotion an emergency one (`promote --emergency`)."""
     from blocks import stores as config
     from changeflow.evidence import make_evidence
     from changeflow.models import Asset, InventoryEntry, Promotion
@@ -188,6 +191,7 @@ def ship_to_prod(names: list[str], promotion_id: str, passing: bool = True) -> N
             assigned_to="rm",
             description="d",
             backout_plan="b",
+            emergency=emergency,
         )
     )
 

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from changeflow.delta import Delta, compute_delta, select_promotion
+from changeflow.delta import Delta, compute_delta, select_promotion_changes
 from changeflow.errors import BadInput
 from changeflow.inventory_rules import (
     IGNORE_FILE,
@@ -172,6 +172,27 @@ class MemoryInventory:
             text = message or record_message(names)
             return self._commit(branch, {**files, **written}, text, parent)
 
+    def remove_entries(
+        self, names: list[str], branch: str = MASTER, message: str | None = None
+    ) -> str:
+        """Delete entries from `branch` in one commit; its head after (the same when none was
+        there).
+
+        Raises:
+            BadInput: for a bad branch or entry name, or a branch that does not exist.
+        """
+        _ref_name(branch, "inventory branch")
+        try:
+            gone = sorted({validate_entry_name(name) for name in names})
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
+        with self._lock:
+            head = self._resolved(f"refs/heads/{branch}")
+            present = [n for n in gone if n in head.entry_names()]
+            files = {p: data for p, data in head.files.items() if p not in present}
+            text = message or f"inventory: remove {', '.join(gone)}"
+            return self._commit(branch, files, text, head.id)
+
     def delta(self, from_ref: str | None, to_ref: str) -> Delta:
         """What changed from `from_ref` (None or missing: nothing) to `to_ref`.
 
@@ -227,21 +248,26 @@ class MemoryInventory:
         include: list[str],
         exclude: list[str],
         promotion_id: str | None = None,
-    ) -> tuple[list[str], _Commit, str | None]:
-        """(entry names, source commit, target head or None) of a promotion (lock held)."""
+    ) -> tuple[list[str], _Commit, str | None, list[str]]:
+        """(entry names, source commit, target head or None, names to delete) of a promotion
+        (lock held)."""
         _ref_name(target, "promotion target")
         check_promotion_target(source, target)
         src = self._resolved(source)
         tgt = self._branches.get(target)
         if promotion_id is not None and promotion_branch(target, promotion_id) in self._branches:
             raise BadInput(f"promotion {promotion_id} to {target} is already open")
-        differing = src.entry_names()
+        differing, gone = src.entry_names(), []
         if tgt is not None:
-            # what the target lacks or holds otherwise; a deletion is never promoted
-            there = self._commits[tgt].files
-            differing = [n for n in differing if there.get(n) != src.files[n]]
-        names = select_promotion(differing, include, exclude, source=source, target=target)
-        return names, src, tgt
+            # what the target lacks or holds otherwise, and what it holds the source no longer does
+            there = self._commits[tgt]
+            differing = [n for n in differing if there.files.get(n) != src.files[n]]
+            ignore = parse_ignore(src.files.get(IGNORE_FILE))  # as git reads the diff
+            gone = sorted(p for p in there.files if p not in src.files and is_entry_path(p, ignore))
+        names, removed = select_promotion_changes(
+            differing, gone, include, exclude, source=source, target=target
+        )
+        return names, src, tgt, removed
 
     def promote(self, promotion: Promotion, merge: bool = True) -> Promotion:
         """Open a promotion on `promotion/<target>/<id>` and, unless reviewed, merge it.
@@ -251,15 +277,18 @@ class MemoryInventory:
             NotReady: when nothing differs.
         """
         with self._lock:
-            names, src, tgt = self._select(
+            names, src, tgt, removed = self._select(
                 promotion.source, promotion.target, promotion.include, promotion.exclude,
                 promotion.id,
             )  # fmt: skip
             record = Promotion.model_validate(
-                {**promotion.model_dump(), "entries": names, "source_commit": src.id}
-            )
+                {**promotion.model_dump(), "entries": names, "source_commit": src.id,
+                 "deletions": removed}
+            )  # fmt: skip
             files = dict(self._commits[tgt].files) if tgt else {}
             files.update({n: src.files[n] for n in names})
+            for name in removed:
+                del files[name]
             files[PROMOTION_FILE] = record.to_json() + b"\n"
             branch = promotion_branch(record.target, record.id)
             self._commit(branch, files, promotion_message(record), tgt)
@@ -286,6 +315,8 @@ class MemoryInventory:
             record = parse_promotion(head.files[PROMOTION_FILE], head.id)
             files = dict(self._commits[current].files)
             files.update({n: head.files[n] for n in [*record.entries, PROMOTION_FILE]})
+            for name in record.deletions:
+                files.pop(name, None)  # already gone on the moved target: nothing to delete
             return self._commit(target, files, head.message + REAPPLIED, current)
 
     # -- labels ---------------------------------------------------------------------------

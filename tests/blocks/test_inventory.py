@@ -157,13 +157,16 @@ def test_promote_creates_the_environment_branch(inventory: GitInventory, bare: P
     assert git_in(bare, "rev-list", "--count", "staging").strip() == "2"
 
 
-def test_deletions_are_not_promoted(inventory: GitInventory) -> None:
+def test_deletions_are_promoted(inventory: GitInventory) -> None:
+    # issue 14 reversed the old rule ("deletions are not promoted"): a removal reaches the target
     inventory.add_entries([entry("app-a"), entry("app-b")])
     inventory.promote(promotion("p1"))
     inventory.git.commit("master", lambda _p: {"app-b": None}, "retire app-b")
+    record = inventory.promote(promotion("p2"))
+    assert (record.entries, record.deletions) == ([], ["app-b"])
+    assert sorted(inventory.entries("staging")) == ["app-a"]
     with pytest.raises(NotReady):
-        inventory.promote(promotion("p2"))
-    assert sorted(inventory.entries("staging")) == ["app-a", "app-b"]
+        inventory.promote(promotion("p3"))
 
 
 def test_partial_promotion_with_include_and_exclude(inventory: GitInventory) -> None:

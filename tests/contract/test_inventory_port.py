@@ -106,6 +106,32 @@ def test_a_promotion_carries_what_the_target_lacks(inventory: Opened[Inventory])
     assert store.get("app-b", "staging") == entry("app-b", "2.0.0")
 
 
+def test_a_deletion_is_promoted(inventory: Opened[Inventory]) -> None:
+    store = inventory.store
+    store.add_entries([entry("app-a"), entry("app-b"), entry("lib/c")])
+    store.promote(_promotion("p1"))
+    with pytest.raises(BadInput):
+        store.remove_entries(["../etc"])
+    with pytest.raises(BadInput):
+        store.remove_entries(["app-a"], branch="no-such-branch")
+    head = store.remove_entries(["app-b", "lib/c"], message="retire app-b and lib/c")
+    assert sorted(store.entries("master")) == ["app-a"]
+    assert store.remove_entries(["app-b"]) == head  # already gone: nothing to commit
+    assert store.promotable("master", "staging") == []  # nothing to copy, two to delete
+    record = store.promote(_promotion("p2", exclude=["lib/*"]))
+    assert (record.entries, record.deletions) == ([], ["app-b"])
+    assert sorted(store.entries("staging")) == ["app-a", "lib/c"]
+    assert store.promotion("staging") == record
+    # left for review while the target moves: the deletion is applied on its new head too
+    store.add_entries([entry("app-a", "2.0.0")])
+    store.promote(_promotion("rel-8", include=["lib/*"]), merge=False)
+    store.promote(_promotion("p3", include=["app-a"]))
+    store.merge_promotion("rel-8")
+    assert store.entries("staging") == {"app-a": entry("app-a", "2.0.0")}
+    with pytest.raises(NotReady):
+        store.promote(_promotion("p4"))
+
+
 def test_a_promotion_for_review_is_merged_later(inventory: Opened[Inventory]) -> None:
     store = inventory.store
     store.add_entries([entry("app-a"), entry("app-b")])

@@ -1,4 +1,4 @@
-"""The README's two Automations, created by docs/automations.py, fire on changeflow's events.
+"""The README's three Automations, created by docs/automations.py, fire on changeflow's events.
 
 A local HTTP endpoint stands in for Slack: the notification block is a custom webhook to it.
 """
@@ -74,7 +74,8 @@ def test_release_managers_are_notified(
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("created automation") == 2
+    # issue 13 added the third: an emergency awaiting review
+    assert done.stdout.count("created automation") == 3
     approval = Automation.read(name="changeflow: CR waiting for approval")
     assert approval.trigger.posture == "Proactive"
 
@@ -89,6 +90,11 @@ def test_release_managers_are_notified(
         resource={"prefect.resource.id": f"changeflow.change_request.{approved}"},
     )
     emit_event(
+        "changeflow.change_request.emergency_review",
+        resource={"prefect.resource.id": "changeflow.change_request.CHG9000003"},
+        payload={"needed": 2},
+    )
+    emit_event(
         "changeflow.evidence.failed",
         resource={"prefect.resource.id": "changeflow.evidence.3f2a", "changeflow.type": "unit"},
         payload={"evidence_type_id": "com.ibm.unit_tests", "result": "failure"},
@@ -101,6 +107,11 @@ def test_release_managers_are_notified(
     failed = next(m for m in received if "failing evidence" in m["subject"])
     assert "changeflow.evidence.3f2a" in failed["subject"]
     assert "com.ibm.unit_tests" in failed["text"]
+
+    _wait("the emergency notification", lambda: any("emergency" in s for s in subjects()))
+    emergency = next(m for m in received if "emergency" in m["subject"])
+    assert emergency["subject"] == "CHG9000003: emergency awaits review"
+    assert "(2 still needed)" in emergency["text"]
 
     _wait("the approval reminder", lambda: any(waiting in s for s in subjects()))
     reminder = next(m for m in received if waiting in m["subject"])

@@ -179,7 +179,7 @@ def test_a_future_dated_unsigned_success_does_not_make_the_cr_ready(keys: Keys) 
     locker.put_evidence_envelope(signed.id, rogue.sign(evidence_statement(signed, {})))
     locker.put_evidence(signed, [artifact])
     cr = _cr(_deploy())
-    assert not cr.deployment_ready
+    assert not cr.deployment_ready, cr.model_dump_json()
     reasons = "\n".join(cr.readiness_reasons)
     assert "com.ibm.unit_tests is failure" in reasons
     assert f"{forged.id[:12]} is not trusted: not signed" in reasons
@@ -195,7 +195,7 @@ def test_a_hidden_marker_hides_nothing(keys: Keys) -> None:
     locker.client.delete_object(Bucket=locker.bucket, Key=key)
     assert failed.id not in locker.evidence_ids(artifact.id)
     cr = _cr(_deploy())
-    assert not cr.deployment_ready
+    assert not cr.deployment_ready, cr.model_dump_json()
     assert any("com.ibm.static_scan is failure" in r for r in cr.readiness_reasons)
 
 
@@ -219,7 +219,7 @@ def test_a_forged_storage_check_does_not_pass_an_unlocked_bucket(
     )
     config.evidence_locker(None).put_evidence(forged, [artifact])
     cr = _cr(_deploy())
-    assert not cr.deployment_ready
+    assert not cr.deployment_ready, cr.model_dump_json()
     reasons = "\n".join(cr.readiness_reasons)
     assert f"{forged.id[:12]} is not trusted" in reasons
     assert f"{IMMUTABLE_STORAGE} is failure" in reasons  # the run checked the bucket itself
@@ -266,6 +266,52 @@ def test_the_old_key_signs_nothing_after_its_rotation(keys: Keys) -> None:
         ]
     )
     cr = _cr(_deploy())
-    assert not cr.deployment_ready
+    assert not cr.deployment_ready, cr.model_dump_json()
     assert any("outside its trusted window" in r for r in cr.readiness_reasons)
     assert any("no trusted provenance" in r for r in cr.readiness_reasons)
+
+
+def _role_keys(keys: Keys, ci: bytes, deploy: bytes) -> None:
+    """One process, two roles: CI's and deploy's key files, no shared key (as the demo runs)."""
+    (keys.root / "ci.pem").write_bytes(ci)
+    (keys.root / "deploy-role.pem").write_bytes(deploy)
+    keys.monkeypatch.delenv("CHANGEFLOW_SIGNING_KEY_FILE")
+    keys.monkeypatch.setenv("CHANGEFLOW_CI_SIGNING_KEY_FILE", str(keys.root / "ci.pem"))
+    keys.monkeypatch.setenv(
+        "CHANGEFLOW_DEPLOY_SIGNING_KEY_FILE", str(keys.root / "deploy-role.pem")
+    )
+
+
+def _deploy_signers(keys: Keys) -> tuple[str | None, set[str], set[str]]:
+    """Deploy once; the CR's readiness, the keys that signed its storage check and its VSA."""
+    cr = _cr(_deploy())
+    locker = config.evidence_locker(None)
+    assert cr.evidence_summary_url and cr.evidence_summary_sha256 and cr.decision_attestation
+    summary = locker.get_summary(cr.evidence_summary_url, cr.evidence_summary_sha256)
+    policy = load_trust((keys.root / "trust.toml").read_bytes())
+    check = next(i for i in summary.evidence if i.evidence_type_id == IMMUTABLE_STORAGE)
+    envelope = locker.get_evidence_envelope(check.evidence_id)
+    assert envelope is not None
+    vsa = open_envelope(locker.get_attestation(*cr.decision_attestation), policy)
+    ready = None if cr.deployment_ready else "; ".join(cr.readiness_reasons)
+    return ready, open_envelope(envelope, policy).keyids, vsa.keyids
+
+
+def test_the_deploy_role_signs_with_its_own_key_in_a_process_that_has_both(keys: Keys) -> None:
+    _role_keys(keys, keys.ci_pem, keys.deploy_pem)
+    ship_signed(keys.ci)
+    # CI's records and provenance by the CI key; the run's storage check and decision by deploy's
+    not_ready, check, vsa = _deploy_signers(keys)
+    assert not_ready is None, not_ready
+    assert check == vsa == {keys.deploy.keyid}
+
+
+def test_the_trust_file_keeps_the_ci_key_from_signing_deploy_kinds(keys: Keys) -> None:
+    # a worker misconfigured with the CI key as its deploy key: what it signs is not trusted
+    _role_keys(keys, keys.ci_pem, keys.ci_pem)
+    ship_signed(keys.ci)
+    _, check, vsa = _deploy_signers(keys)
+    assert check == vsa == {keys.ci.keyid}
+    policy = load_trust((keys.root / "trust.toml").read_bytes())
+    assert "may not sign" in (policy.judge(IMMUTABLE_STORAGE, check, utcnow()) or "")
+    assert "may not sign" in (policy.judge(VSA, vsa, utcnow()) or "")
