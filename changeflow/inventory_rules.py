@@ -295,6 +295,7 @@ def promotion_message(record: Promotion) -> str:
         f"{record.description}\n\n"
         f"priority: {record.priority.value}\nassigned to: {record.assigned_to}\n"
         f"source commit: {record.source_commit}\nentries: {', '.join(record.entries)}\n"
+        + (f"deletions: {', '.join(record.deletions)}\n" if record.deletions else "")
     )
 
 
@@ -315,6 +316,7 @@ def pull_request_text(record: Promotion, target: str) -> tuple[str, str]:
             "",
             "Entries:",
             *(f"- {code_span(name)}" for name in record.entries),
+            *(f"- deleted: {code_span(name)}" for name in record.deletions),
             "",
             f"Approve by merging, or run `changeflow promote --merge {record.id}`.",
         ]

@@ -16,6 +16,7 @@ __all__ = [
     "inventory_add",
     "inventory_delta",
     "inventory_get",
+    "inventory_remove",
     "inventory_validate",
     "label_add",
     "label_app",
@@ -58,6 +59,20 @@ def inventory_add(
     commit = config.inventory(None).add_entries([entry], branch=environment)
     emit({"entry": entry.model_dump(mode="json", exclude_none=True), "commit": commit}, as_json,
           f"{entry.name} recorded on {environment} at {commit}")  # fmt: skip
+
+
+@inventory_app.command("remove")
+def inventory_remove(
+    names: Annotated[list[str], typer.Argument(help="Entry names to delete.")],
+    environment: Annotated[str, typer.Option(help="The branch to write.")] = "master",
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete entries in one commit; promoting then removes them from the target too."""
+    from blocks import stores as config
+
+    commit = config.inventory(None).remove_entries(names, branch=environment)
+    emit({"removed": sorted(set(names)), "commit": commit}, as_json,
+          f"{', '.join(sorted(set(names)))} removed from {environment} at {commit}")  # fmt: skip
 
 
 def _ref(inventory: Inventory, environment: str | None, label: str | None) -> str:

@@ -39,7 +39,13 @@ def test_a_deletion_reaches_prod_and_its_cr(
     assert json.loads(received.read_text()) == []
     inventory = config.inventory(None)
 
-    inventory.remove_entries(["app/old"], message="retire app/old")
+    master = inventory.resolve("master")
+    for bad in (("../etc",), ("app/old", "--environment", "no-such-branch")):
+        refused = run_changeflow("inventory", "remove", *bad)
+        assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1
+    assert inventory.resolve("master") == master  # nothing written
+    removed = run_changeflow("inventory", "remove", "app/old")
+    assert removed.returncode == 0, removed.stderr
     promoted = run_changeflow(*_PROMOTE)
 
     assert promoted.returncode == 0, promoted.stderr
