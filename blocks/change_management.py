@@ -18,17 +18,18 @@ from urllib.parse import unquote, urlparse
 
 from git import GitCommandError, Repo
 from prefect.blocks.core import Block
-from pydantic import Field, HttpUrl, PrivateAttr, ValidationError
+from pydantic import Field, HttpUrl, PrivateAttr
 
 from blocks.gitrepo import GitRemote, default_cache_dir, redact
 from changeflow.change_ids import change_number, format_change_id, is_change_id
 from changeflow.change_notes import author_of, describe_change
-from changeflow.errors import BadInput, IntegrityError
+from changeflow.errors import BadInput
 from changeflow.models import Approval, ChangeRequest
 from changeflow.ports import Commit
 from changeflow.render import render_change_request
 from changeflow.revisions import check_revision
 from changeflow.settings import Settings
+from changeflow.stored import stored_change_request
 
 __all__ = [
     "BRANCH",
@@ -165,15 +166,7 @@ class GitChangeManagement(ChangeRepo):
 
     @staticmethod
     def _parse(change_id: str, data: bytes, commit: str) -> ChangeRequest:
-        try:
-            cr = ChangeRequest.model_validate_json(data)
-        except ValidationError as exc:
-            raise IntegrityError(
-                f"{change_id} at {commit[:12]} is not a change request: {exc.errors()[0]['msg']}"
-            ) from None
-        if cr.id != change_id:
-            raise IntegrityError(f"{change_id} at {commit[:12]} holds {cr.id}")
-        return cr
+        return stored_change_request(change_id, data, f" at {commit[:12]}")
 
     def create(
         self,

@@ -19,6 +19,7 @@ from changeflow.canonical import digest, digest_hex
 from changeflow.errors import BadInput, IntegrityError
 from changeflow.models import Asset, Attachment, Evidence, InventoryEntry
 from changeflow.storage import BucketStatus, Retention, StorageCheck, judge_storage
+from changeflow.stored import stored_evidence, stored_summary
 from changeflow.summary import EvidenceSummary, FoundEvidence, found_evidence, unreadable_because
 from changeflow.verification import Verification
 
@@ -167,13 +168,7 @@ class MemoryEvidenceStore:
             IntegrityError: when it is missing, unreadable or no longer hashes to its id.
         """
         raw = self._get(self.evidence_key(evidence_id))
-        try:
-            record = Evidence.model_validate_json(raw)
-        except ValueError as exc:
-            raise IntegrityError(f"evidence {evidence_id} is not a valid record") from exc
-        if record.id != evidence_id or not record.is_sealed():
-            raise IntegrityError(f"evidence {evidence_id} does not hash to its id")
-        return record
+        return stored_evidence(evidence_id, raw)
 
     def _evidence_ids(self, asset_ids: Iterable[str]) -> dict[str, list[str]]:
         with self._lock:
@@ -261,9 +256,7 @@ class MemoryEvidenceStore:
         if not self.holds_artifact(url):
             raise IntegrityError(f"summary {url} is not in {self.url('')}")
         body = self._get(url.removeprefix(self.url("")))
-        if digest(body) != expected:
-            raise IntegrityError(f"summary {url} does not match {expected}")
-        return EvidenceSummary.model_validate_json(body)
+        return stored_summary(url, body, expected)
 
     # -- verification ---------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from blocks.s3.objects import S3Objects
 from changeflow.canonical import digest
 from changeflow.errors import IntegrityError
 from changeflow.models import Asset, Evidence
+from changeflow.stored import stored_evidence, stored_summary
 from changeflow.summary import EvidenceSummary, FoundEvidence, found_evidence, unreadable_because
 
 __all__ = ["Records"]
@@ -86,13 +87,7 @@ class Records:
     def get_evidence(self, evidence_id: str) -> Evidence:
         """Read an evidence record and check it still hashes to its id."""
         raw = self.objects.get(self.layout.evidence(evidence_id))
-        try:
-            record = Evidence.model_validate_json(raw)
-        except ValueError as exc:
-            raise IntegrityError(f"evidence {evidence_id} is not a valid record") from exc
-        if record.id != evidence_id or not record.is_sealed():
-            raise IntegrityError(f"evidence {evidence_id} does not hash to its id")
-        return record
+        return stored_evidence(evidence_id, raw)
 
     def evidence_ids(self, asset_id: str) -> list[str]:
         """Ids of every evidence record about an asset: one LIST of its markers."""
@@ -150,6 +145,4 @@ class Records:
         if not self.objects.holds(url):
             raise IntegrityError(f"summary {url} is not in bucket {self.objects.bucket}")
         body = self.objects.get(self.objects.key_of(url))
-        if digest(body) != expected:
-            raise IntegrityError(f"summary {url} does not match {expected}")
-        return EvidenceSummary.model_validate_json(body)
+        return stored_summary(url, body, expected)

@@ -20,7 +20,7 @@ import builtins
 from collections.abc import Callable
 from typing import Literal
 
-from pydantic import HttpUrl, ValidationError
+from pydantic import HttpUrl
 
 from blocks.servicenow.client import (
     LOGO,
@@ -36,6 +36,7 @@ from changeflow.errors import BadInput, IntegrityError
 from changeflow.models import Approval, ChangeRequest, ChangeState, CloseCategory, Priority
 from changeflow.ports import Commit
 from changeflow.revisions import check_revision
+from changeflow.stored import stored_change_request
 
 __all__ = [
     "ATTACHMENT_NAME",
@@ -168,15 +169,7 @@ class ServiceNowChangeManagement(ServiceNowBlock):
         response = self.call("GET", f"/api/now/attachment/{pointer}/file", missing_ok=True)
         if response is None:
             raise IntegrityError(f"{number}: its changeflow record {pointer} is gone")
-        try:
-            cr = ChangeRequest.model_validate_json(response.content)
-        except ValidationError as exc:
-            raise IntegrityError(
-                f"{number}: attachment {pointer} is not a change request: {exc.errors()[0]['msg']}"
-            ) from None
-        if cr.id != number:
-            raise IntegrityError(f"{number}: attachment {pointer} holds {cr.id}")
-        return cr
+        return stored_change_request(number, response.content, f": attachment {pointer}")
 
     def _store(
         self,

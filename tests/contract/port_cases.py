@@ -8,6 +8,7 @@ are `blocks.memory`.
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,11 +72,17 @@ def _locker_case(locker: EvidenceLocker) -> EvidenceCase:
     def shard(h: str) -> str:
         return f"{h[:2]}/{h}"
 
+    def overwrite_evidence(evidence_id: str, body: bytes) -> None:
+        put(locker.key("raw/evidences", shard(evidence_id), "index.json"), body)
+        # read on as a worker that never saw the original: this one keeps every record it
+        # verified in its local cache, and the cache is the store's own business
+        locker.use_record_cache(Path(tempfile.mkdtemp(prefix="changeflow-fresh-cache-")))
+
     # the keys of the storage layout (docs/architecture.md)
     return EvidenceCase(
         locker,
         lambda h, b: put(locker.key("raw/attachments", shard(h.split(":")[1]), "content"), b),
-        lambda i, b: put(locker.key("raw/evidences", shard(i), "index.json"), b),
+        lambda i, b: overwrite_evidence(i, b),
     )
 
 
