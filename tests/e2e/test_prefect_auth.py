@@ -64,6 +64,11 @@ def test_the_cli_deploys_against_a_server_that_requires_authentication(
     assert httpx.post(f"{api}/flows/filter", json={}).status_code == 401
     assert httpx.post(f"{api}/flows/filter", json={}, auth=tuple(auth.split(":", 1))).is_success
 
+    # dev up made the stack's own signing keys and trust file (cli/keys.py); ship_to_prod
+    # writes unsigned evidence, as an unsigned locker does, so this run leaves them out
+    signing = ("CHANGEFLOW_CI_SIGNING_KEY_FILE", "CHANGEFLOW_DEPLOY_SIGNING_KEY_FILE")
+    for key in (*signing, "CHANGEFLOW_TRUST_FILE"):
+        assert Path(stack.pop(key)).is_file()
     for key, value in stack.items():
         if key.startswith("CHANGEFLOW_"):
             monkeypatch.setenv(key, value)
