@@ -224,8 +224,13 @@ def summarize(
         for record in sorted(chosen.values(), key=lambda r: r.evidence_type_id):
             items.append(_item(record, aid, assets[aid], envelopes.get(record.id)))
     for record in own:
+        # the run's own records count by the same rule: a key not trusted for them, no count
+        why = trust.untrusted.get(record.id) if trust else None
         for aid in record.assets:
-            items.append(_item(record, aid, assets.get(aid, ""), envelopes.get(record.id)))
+            if why is not None:
+                untrusted.append(_untrusted(record, aid, assets.get(aid, ""), why))
+            else:
+                items.append(_item(record, aid, assets.get(aid, ""), envelopes.get(record.id)))
     now = utcnow()
     for bad in sorted(unreadable, key=lambda u: u.evidence_id):
         for aid in sorted(set(bad.assets) & set(assets)):

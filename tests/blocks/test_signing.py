@@ -175,3 +175,28 @@ def test_the_build_decides_and_an_untrusted_record_blocks() -> None:
     assert any("com.ibm.unit_tests is failure" in r for r in readiness.reasons)
     nobody = judge_build("ci-2", [], policy)
     assert nobody.problem == "build ci-2: no trusted provenance: no provenance stored"
+
+
+def test_the_runs_own_record_signed_by_an_untrusted_key_does_not_count() -> None:
+    # a deploy worker handed the wrong key: its own storage check must not pass the gate
+    check = make_evidence(
+        evidence_type_id="com.ibm.immutable_storage",
+        result="success",
+        tool="changeflow-locker-check",
+        scope="deploy-1",
+        assets=[ARTIFACT],
+    )
+    trust = TrustedEvidence(untrusted={check.id: "signed by ci, not trusted for this type"})
+    summary = summarize(
+        scope="deploy-1",
+        environment="prod",
+        region="r1",
+        assets={ARTIFACT.id: ARTIFACT.uri},
+        records=[],
+        run_evidence=[check],
+        trust=trust,
+    )
+    assert [i.evidence_id for i in summary.evidence] == []
+    assert [u.evidence_id for u in summary.untrusted] == [check.id]
+    readiness = deployment_ready(summary, ReadinessPolicy(), today=utcnow().date())
+    assert not readiness.ready

@@ -289,7 +289,9 @@ def _deploy_signers(keys: Keys) -> tuple[str | None, set[str], set[str]]:
     assert cr.evidence_summary_url and cr.evidence_summary_sha256 and cr.decision_attestation
     summary = locker.get_summary(cr.evidence_summary_url, cr.evidence_summary_sha256)
     policy = load_trust((keys.root / "trust.toml").read_bytes())
-    check = next(i for i in summary.evidence if i.evidence_type_id == IMMUTABLE_STORAGE)
+    # counted, or listed as untrusted when the key that signed it may not
+    listed = [*summary.evidence, *summary.untrusted]
+    check = next(i for i in listed if i.evidence_type_id == IMMUTABLE_STORAGE)
     envelope = locker.get_evidence_envelope(check.evidence_id)
     assert envelope is not None
     vsa = open_envelope(locker.get_attestation(*cr.decision_attestation), policy)
@@ -310,8 +312,10 @@ def test_the_trust_file_keeps_the_ci_key_from_signing_deploy_kinds(keys: Keys) -
     # a worker misconfigured with the CI key as its deploy key: what it signs is not trusted
     _role_keys(keys, keys.ci_pem, keys.ci_pem)
     ship_signed(keys.ci)
-    _, check, vsa = _deploy_signers(keys)
+    ready, check, vsa = _deploy_signers(keys)
     assert check == vsa == {keys.ci.keyid}
+    # and what it signed does not count: the storage check is untrusted, the CR not ready
+    assert ready is not None and "not trusted" in ready
     policy = load_trust((keys.root / "trust.toml").read_bytes())
     assert "may not sign" in (policy.judge(IMMUTABLE_STORAGE, check, utcnow()) or "")
     assert "may not sign" in (policy.judge(VSA, vsa, utcnow()) or "")
