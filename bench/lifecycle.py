@@ -44,11 +44,11 @@ def main() -> None:
     os.environ.update(stack.env)
     calls: dict[Any, float] = {}
     try:
-        from blocks import stores as config
+        from blocks import stores
         from cli.demo import DemoLifecycle, flush_to_prefect
         from cli.in_process import in_process_flows
 
-        config.evidence_locker(None).create_bucket()
+        stores.evidence_locker(None).create_bucket()
         _time_flow_calls(calls)
         started = time.perf_counter()
         # as `changeflow demo` runs it: its flows are called in-process, without a heartbeat

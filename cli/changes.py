@@ -40,9 +40,9 @@ def cr_list(
     environment: Annotated[str | None, typer.Option()] = None, as_json: JsonOpt = False
 ) -> None:
     """Every change request (optionally of one environment)."""
-    from blocks import stores as config
+    from blocks import stores
 
-    crs = [c for c in config.change_management(None).list() if environment in (None, c.environment)]
+    crs = [c for c in stores.change_management(None).list() if environment in (None, c.environment)]
     emit([c.model_dump(mode="json", exclude_none=True) for c in crs], as_json,
           "\n".join(_cr_line(c) for c in crs) or "no change requests")  # fmt: skip
 
@@ -50,10 +50,10 @@ def cr_list(
 @cr_app.command("get")
 def cr_get(cr_id: str, as_json: JsonOpt = False) -> None:
     """One change request, rendered for people (or as its JSON record)."""
-    from blocks import stores as config
+    from blocks import stores
     from changeflow.render import render_change_request
 
-    cr = config.change_management(None).get(cr_id)
+    cr = stores.change_management(None).get(cr_id)
     emit(cr, as_json, render_change_request(cr))
 
 
@@ -71,13 +71,13 @@ def _decide(
     cr_id: str, by: str, comment: str, approved: bool, key: Path | None, as_json: bool
 ) -> None:
     who = _who(by, "decides")  # before the slow imports: a typo answers at once
-    from blocks import stores as config
+    from blocks import stores
     from blocks.ssh_signatures import sign, verify
     from changeflow.approvals import check_approval, cr_digest, quorum_line, rule_of, statement_of
     from changeflow.deploying import decide
     from changeflow.revisions import revision
 
-    changes = config.change_management(None)
+    changes = stores.change_management(None)
     cr = changes.get(cr_id)
     read = revision(cr)
     decision = "approved" if approved else "rejected"
@@ -166,11 +166,11 @@ def cr_reopen(
     """Re-open a cancelled CR (its approval timed out) for approval; then
     `deploy --change-request ID` carries on with it."""
     who = _who(by, "re-opens")
-    from blocks import stores as config
+    from blocks import stores
     from changeflow.approvals import reopen
     from changeflow.revisions import revision
 
-    changes = config.change_management(None)
+    changes = stores.change_management(None)
     read = changes.get(cr_id)
     cr = reopen(read, by=who)
     cr = changes.update(cr, message=f"reopened by {who}", expected=revision(read))
@@ -187,11 +187,11 @@ def cr_close(
 ) -> None:
     """Close an implemented CR (an emergency one in review, say) with its outcome."""
     who = _who(by, "closes")
-    from blocks import stores as config
+    from blocks import stores
     from changeflow.change import close
     from changeflow.revisions import revision
 
-    changes = config.change_management(None)
+    changes = stores.change_management(None)
     read = changes.get(cr_id)
     cr = close(read, category, by=who, notes=notes)
     cr = changes.update(cr, message=f"closed {category.value} by {who}", expected=revision(read))

@@ -109,9 +109,9 @@ class DemoLifecycle:
         self.release("0.2.0", "Hello there, {name}!", "friendlier greeting")
         self.say("release 0.3.0: a failing unit test, so the CR is not auto-approved")
         self.failing_release("0.3.0")
-        from blocks import stores as config
+        from blocks import stores
 
-        crs: list[ChangeRequest] = config.change_management(None).list()
+        crs: list[ChangeRequest] = stores.change_management(None).list()
         return crs
 
     def _commit(self, version: str, greeting: str, message: str) -> str:
@@ -204,7 +204,7 @@ class DemoLifecycle:
 
     def approve_through_cli(self, environment: str, region: str) -> None:
         """Deploy in a process of its own and approve its CR the way a person would."""
-        from blocks import stores as config
+        from blocks import stores
 
         cli = [sys.executable, "-m", "cli"]
         deploying = subprocess.Popen(
@@ -212,7 +212,7 @@ class DemoLifecycle:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        changes = config.change_management(None)
+        changes = stores.change_management(None)
         waiting = _wait_for(
             lambda: awaiting_approval(changes.list(), environment, region), deploying
         )
@@ -305,7 +305,7 @@ def run_demo(keep: bool = False, say: Say = print) -> list[ChangeRequest]:
         os.environ.update(ensure_keys(workspace / "keys"))
         say(f"  SeaweedFS S3 at {stack.env['CHANGEFLOW_S3_ENDPOINT']}, Prefect API at "
             f"{stack.env['PREFECT_API_URL']}")  # fmt: skip
-        from blocks import stores as config
+        from blocks import stores
         from blocks.evidence_locker import EvidenceLocker
 
         # Bucket administration is the locker block's own, not part of the evidence store port.
@@ -322,7 +322,7 @@ def run_demo(keep: bool = False, say: Say = print) -> list[ChangeRequest]:
             f"{', '.join(report.targets)} ({', '.join(report.change_requests)}): "
             + ("every hash matches" if report.ok else f"{len(report.broken)} problems")
         )
-        storage = config.evidence_locker(None).check_storage()
+        storage = stores.evidence_locker(None).check_storage()
         say("")
         retention = f", {storage.retention_mode} retention for {storage.retention_days} days"
         say(

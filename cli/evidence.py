@@ -133,7 +133,7 @@ def evidence_summary(
     as_json: JsonOpt = False,
 ) -> None:
     """The latest evidence per asset and type, for assets or what an environment holds."""
-    from blocks import stores as config
+    from blocks import stores
     from changeflow.labels import deployed_label
     from changeflow.models import asset_id
     from changeflow.render import markdown_table
@@ -142,7 +142,7 @@ def evidence_summary(
     if bool(asset) == bool(environment):
         raise BadInput("give either --asset or --environment")
     if environment:
-        inventory = config.inventory(None)
+        inventory = stores.inventory(None)
         ref = deployed_label(environment, region) if region else environment
         if inventory.resolve(ref) is None:
             raise BadInput(
@@ -153,7 +153,7 @@ def evidence_summary(
     else:
         uris = list(asset or [])
     assets = {asset_id(u): u for u in uris}
-    locker = config.evidence_locker(None)
+    locker = stores.evidence_locker(None)
     # a record that cannot be read is listed as failed, with the reason, never a crash
     found = locker.find_evidence(assets)
     summary = summarize(

@@ -54,9 +54,9 @@ def inventory_add(
         repository_url=repository_url, commit_sha=commit_sha, build_number=build_number,
         pipeline_run_id=pipeline_run_id, provenance=provenance, signature=signature,
     )  # fmt: skip
-    from blocks import stores as config
+    from blocks import stores
 
-    commit = config.inventory(None).add_entries([entry], branch=environment)
+    commit = stores.inventory(None).add_entries([entry], branch=environment)
     emit({"entry": entry.model_dump(mode="json", exclude_none=True), "commit": commit}, as_json,
           f"{entry.name} recorded on {environment} at {commit}")  # fmt: skip
 
@@ -68,9 +68,9 @@ def inventory_remove(
     as_json: JsonOpt = False,
 ) -> None:
     """Delete entries in one commit; promoting then removes them from the target too."""
-    from blocks import stores as config
+    from blocks import stores
 
-    commit = config.inventory(None).remove_entries(names, branch=environment)
+    commit = stores.inventory(None).remove_entries(names, branch=environment)
     emit({"removed": sorted(set(names)), "commit": commit}, as_json,
           f"{', '.join(sorted(set(names)))} removed from {environment} at {commit}")  # fmt: skip
 
@@ -94,9 +94,9 @@ def inventory_get(
     as_json: JsonOpt = False,
 ) -> None:
     """Read one entry at an environment or a label."""
-    from blocks import stores as config
+    from blocks import stores
 
-    inventory = config.inventory(None)
+    inventory = stores.inventory(None)
     ref = _ref(inventory, environment, label)
     entry = inventory.get(name, ref)
     if entry is None:
@@ -114,9 +114,9 @@ def inventory_delta(
     as_json: JsonOpt = False,
 ) -> None:
     """What changed between a label (e.g. us-south_prod_latest) and an environment."""
-    from blocks import stores as config
+    from blocks import stores
 
-    inventory = config.inventory(None)
+    inventory = stores.inventory(None)
     _ref(inventory, to_environment, None)
     start = inventory.resolve(from_label)
     if start is None:
@@ -135,9 +135,9 @@ def inventory_validate(
     as_json: JsonOpt = False,
 ) -> None:
     """Check every entry of an environment (or label) from the raw files; exit 1 if any is bad."""
-    from blocks import stores as config
+    from blocks import stores
 
-    inventory = config.inventory(None)
+    inventory = stores.inventory(None)
     ref = _ref(inventory, environment, label)
     check = inventory.validate(ref)
     data = {
@@ -169,9 +169,9 @@ def _labels_call(action: Callable[..., str], *args: str) -> str:
 
 def _point_label(name: str, to: str, *, move: bool) -> str:
     """Add or move a label to `to`, after checking `to` (and a label to move) exists."""
-    from blocks import stores as config
+    from blocks import stores
 
-    inventory: Inventory = config.inventory(None)
+    inventory: Inventory = stores.inventory(None)
     if inventory.resolve(to) is None:
         raise BadInput(f"unknown --to {to!r}: the inventory has no such branch, label or commit")
     # The port's move makes a missing label (a first deployment does); by hand, it is a typo.
@@ -183,9 +183,9 @@ def _point_label(name: str, to: str, *, move: bool) -> str:
 @label_app.command("list")
 def label_list(as_json: JsonOpt = False) -> None:
     """Every label and the commit it points at."""
-    from blocks import stores as config
+    from blocks import stores
 
-    labels = config.inventory(None).labels()
+    labels = stores.inventory(None).labels()
     emit(labels, as_json, "\n".join(f"{k} {v}" for k, v in sorted(labels.items())) or "no labels")
 
 
@@ -214,7 +214,7 @@ def label_move(
 @label_app.command("delete")
 def label_delete(name: str, as_json: JsonOpt = False) -> None:
     """Delete a label."""
-    from blocks import stores as config
+    from blocks import stores
 
-    commit = _labels_call(config.inventory(None).delete_label, name)
+    commit = _labels_call(stores.inventory(None).delete_label, name)
     emit({"label": name, "deleted": commit}, as_json, f"label {name} deleted (was at {commit})")

@@ -70,11 +70,11 @@ def promote_cmd(
             include=include or [], exclude=exclude or [], emergency=emergency, review=review,
         )
     )  # fmt: skip
-    from blocks import stores as config
+    from blocks import stores
     from flows.promote_flow import promote
 
     # "nothing to promote" is an answer, not a failed run: say it before a run starts
-    config.inventory(None).promotable(
+    stores.inventory(None).promotable(
         request.source, request.target, request.include, request.exclude
     )
 
@@ -136,11 +136,11 @@ def deploy_cmd(
     argv = shlex.split(command) if command else []
     # bad input is refused before a run starts
     deployment_spec(request, command=argv, environments_file=str(environments or ""))
-    from blocks import stores as config
+    from blocks import stores
     from flows.deploy_flow import run_deploy
     from flows.local_deployment import use_local_deployment
 
-    if config.inventory(None).resolve(environment) is None:
+    if stores.inventory(None).resolve(environment) is None:
         raise BadInput(f"unknown environment {environment!r}: the inventory has no such branch")
     with use_local_deployment(argv, str(environments or "")):
         outcome = run_deploy(request, RecordStores.from_env())
