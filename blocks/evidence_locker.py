@@ -26,7 +26,7 @@ from blocks.s3.cache import RecordCache, default_cache_root
 from blocks.s3.envelopes import Envelopes
 from blocks.s3.layout import Layout
 from blocks.s3.multipart import MIB
-from blocks.s3.objects import KnownKeys, S3Objects, s3_client
+from blocks.s3.objects import DEFAULT_TIMEOUT, KnownKeys, S3Objects, s3_client
 from blocks.s3.records import Records
 from changeflow import verification
 from changeflow.models import Asset, Attachment, Evidence, InventoryEntry
@@ -82,6 +82,11 @@ class EvidenceLocker(Block):
     )
     retention_days: int = Field(default=365, gt=0, description="Object Lock retention in days.")
     max_concurrency: int = Field(default=16, gt=0, description="Parallel requests for reads.")
+    timeout: float = Field(
+        default=DEFAULT_TIMEOUT,
+        gt=0,
+        description="Seconds a store that stops answering is waited on, over all attempts.",
+    )
     multipart_threshold: int = Field(
         default=64 * MIB,
         ge=5 * MIB,
@@ -124,6 +129,7 @@ class EvidenceLocker(Block):
                 region_name=settings.s3_region,
                 aws_client_parameters=AwsClientParameters(endpoint_url=settings.s3_endpoint),
             ),
+            timeout=settings.s3_timeout,
         )
 
     # -- what the work is done with ------------------------------------------------------
@@ -133,7 +139,7 @@ class EvidenceLocker(Block):
         """The boto3 S3 client, with bounded retries and a pool sized for `max_concurrency`."""
         with self._lock:
             if self._client is None:
-                self._client = s3_client(self.credentials, self.max_concurrency)
+                self._client = s3_client(self.credentials, self.max_concurrency, self.timeout)
             return self._client
 
     @property

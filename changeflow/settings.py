@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     s3_access_key: SecretStr | None = None
     s3_secret_key: SecretStr | None = None
     s3_region: str = "us-east-1"
+    # seconds a store that stops answering is waited on, over all attempts
+    s3_timeout: float = Field(default=30.0, gt=0, le=3600)
     inventory_url: str | None = None
     change_repo_url: str | None = None
     environments_file: str | None = Field(

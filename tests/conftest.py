@@ -23,7 +23,13 @@ for _name in list(os.environ):
         del os.environ[_name]
 
 import pytest  # noqa: E402
-from stack_support import S3Server, fresh_stack, new_bucket, ship_to_prod  # noqa: E402
+from stack_support import (  # noqa: E402
+    S3Server,
+    fresh_stack,
+    new_bucket,
+    postgres_database,
+    ship_to_prod,
+)
 
 from blocks.evidence_locker import EvidenceLocker  # noqa: E402
 from cli.local_stack import (  # noqa: E402
@@ -62,20 +68,37 @@ def unlocked_locker(s3_server: S3Server) -> EvidenceLocker:
 
 
 @pytest.fixture(scope="session")
-def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A started Prefect server: flows pause in one process and resume from another."""
+def prefect_api(prefect_database: tuple[str, str]) -> str:
+    """The session's Prefect server's API URL."""
+    return prefect_database[0]
+
+
+@pytest.fixture(scope="session")
+def prefect_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """A started Prefect server on PostgreSQL, as production runs it, and its database's name:
+    flows pause in one process and resume from another. (On SQLite the server's own writers
+    lock the database, and API calls meet 503s the client waits out for seconds.)"""
+    from prefect.logging.handlers import APILogWorker
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    process, api = start_prefect_server(tmp_path_factory.mktemp("prefect-server"))
-    os.environ["PREFECT_API_URL"] = api
-    with temporary_settings(updates={PREFECT_API_URL: api}):
-        yield api
-        # send the last run logs while the server still listens
-        from prefect.logging.handlers import APILogWorker
+    from cli.in_process import in_process_flows
 
-        APILogWorker.drain_all(timeout=5)
-    os.environ.pop("PREFECT_API_URL", None)
-    stop_process(process.pid)
+    with postgres_database() as (database, url):
+        process, api = start_prefect_server(
+            tmp_path_factory.mktemp("prefect-server"),
+            env={"PREFECT_API_DATABASE_CONNECTION_URL": url},
+        )
+        os.environ["PREFECT_API_URL"] = api
+        try:
+            # flows the tests call here run as the CLI runs them in its own process: without
+            # the heartbeat (cli/in_process.py); runs a runner or worker starts keep it
+            with temporary_settings(updates={PREFECT_API_URL: api}), in_process_flows():
+                yield api, database
+                # send the last run logs while the server still listens
+                APILogWorker.drain_all(timeout=5)
+        finally:
+            os.environ.pop("PREFECT_API_URL", None)
+            stop_process(process.pid)
 
 
 @pytest.fixture

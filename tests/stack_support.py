@@ -12,7 +12,7 @@ import os
 import sys
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from subprocess import CompletedProcess
@@ -214,3 +214,34 @@ def register_deployment(
     deployment_id = deployment.apply()
     assert isinstance(deployment_id, uuid.UUID)
     return deployment_id
+
+
+POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+
+
+def postgres_admin(sql: str, database: str = "test") -> None:
+    """Run one statement on the machine's PostgreSQL (trust auth), as its administrator."""
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(database=database, **POSTGRES)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[tuple[str, str]]:
+    """A fresh PostgreSQL database, dropped afterwards: (its name, Prefect's URL for it)."""
+    database = f"changeflow_{uuid.uuid4().hex[:12]}"
+    postgres_admin(f'CREATE DATABASE "{database}"')
+    try:
+        host, port, user = POSTGRES["host"], POSTGRES["port"], POSTGRES["user"]
+        yield database, f"postgresql+asyncpg://{user}@{host}:{port}/{database}"
+    finally:
+        postgres_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHUNK",
+    "DEFAULT_TIMEOUT",
     "KnownKeys",
     "S3Objects",
     "b64",
@@ -47,23 +48,24 @@ CHUNK = 8 * 1024 * 1024
 # same attachment or asset does not re-check it (bounded: memory stays constant on any batch)
 _KNOWN_MAX = 65_536
 _REFUSED = frozenset({"SignatureDoesNotMatch", "InvalidAccessKeyId", "InvalidClientTokenId"})
-# A store that accepts connections and never answers costs at most ATTEMPTS x READ_TIMEOUT plus
-# botocore's backoff (about 35 s); the read timeout bounds each wait on the socket, so a large
-# object that streams steadily is never cut. ATTEMPTS counts the first call (botocore's
-# `max_attempts` would not: 4 of them meant 5 calls of 60 s each).
-CONNECT_TIMEOUT = 5
-READ_TIMEOUT = 10
+# A store that accepts connections and never answers costs at most `timeout` (ATTEMPTS read
+# timeouts of timeout / ATTEMPTS each) plus botocore's backoff; the read timeout bounds each wait
+# on the socket, so a large object that streams steadily is never cut. ATTEMPTS counts the first
+# call (botocore's `max_attempts` would not: 4 of them meant 5 calls of 60 s each).
+CONNECT_TIMEOUT = 5.0
+DEFAULT_TIMEOUT = 30.0
 ATTEMPTS = 3
 
 
-def s3_client(credentials: AwsCredentials, pool: int) -> Any:
-    """A boto3 S3 client with connect and read timeouts, bounded retries and `pool` connections
-    (at least 10)."""
+def s3_client(credentials: AwsCredentials, pool: int, timeout: float = DEFAULT_TIMEOUT) -> Any:
+    """A boto3 S3 client with bounded retries and `pool` connections (at least 10), giving up on
+    a store that stays silent for `timeout` seconds over all its attempts."""
     params = credentials.aws_client_parameters.get_params_override()
+    read_timeout = timeout / ATTEMPTS
     params["config"] = Config(
         retries={"total_max_attempts": ATTEMPTS, "mode": "standard"},
-        connect_timeout=CONNECT_TIMEOUT,
-        read_timeout=READ_TIMEOUT,
+        connect_timeout=min(CONNECT_TIMEOUT, read_timeout),
+        read_timeout=read_timeout,
         max_pool_connections=max(pool, 10),
         # the locker sends its own ChecksumSHA256 and re-hashes what it reads
         request_checksum_calculation="when_required",

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from prefect_aws import AwsCredentials
 from prefect_aws.client_parameters import AwsClientParameters
 
@@ -177,6 +178,7 @@ def test_a_store_killed_mid_batch_loses_nothing(tmp_path: Path) -> None:
         pids.append(process.pid)
         assert endpoint2 == endpoint
         rerun = _locker(endpoint, bucket, secret=secret, retention_days=1)
+        _wait_until_it_serves_what_it_held(rerun)
         ids = _write(rerun, batch)
         assert len(set(ids)) == len(batch)
 
@@ -193,6 +195,20 @@ def test_a_store_killed_mid_batch_loses_nothing(tmp_path: Path) -> None:
     finally:
         for pid in pids:
             stop_process(pid)
+
+
+def _wait_until_it_serves_what_it_held(locker: EvidenceLocker) -> None:
+    """A restarted store answers before its volumes are back (500 on reads for a few seconds);
+    the rerun is what an operator starts once the store serves again."""
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            keys = locker._list(locker.key("raw/attachments"))
+            locker.client.get_object(Bucket=locker.bucket, Key=keys[0])["Body"].read()
+            return
+        except (StorageUnavailable, ClientError, IndexError):
+            assert time.monotonic() < deadline, "the restarted store never served its objects"
+            time.sleep(0.5)
 
 
 def _raw_list(locker: EvidenceLocker, prefix: str) -> list[str]:

@@ -1,7 +1,8 @@
 """A server that accepts connections and never answers: every call ends, with one clear line.
 
-Each test's timeout is the bound (60 s, as the issue asks); nothing asserts a duration beyond
-"it ended". The silent server is a TCP listener in a thread of the test.
+Each call gets a short bound of its own (the stores' defaults are 30 s, checked without waiting
+them out), and each test's timeout is the bound the issue asks for (60 s); nothing asserts a
+duration beyond "it ended". The silent server is a TCP listener in a thread of the test.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ import pytest
 from prefect import flow, task
 from stack_support import run_changeflow
 
+from blocks.evidence_locker import EvidenceLocker
+from blocks.gitrepo import mirror
 from changeflow.errors import ServiceTimeout, StorageUnavailable
+from changeflow.settings import Settings
 from tasks.io import IO
 
 
@@ -39,6 +43,7 @@ def test_an_evidence_read_ends(silent: str, tmp_path: Path) -> None:
         CHANGEFLOW_S3_BUCKET="evidence",
         CHANGEFLOW_S3_ACCESS_KEY="changeflow",
         CHANGEFLOW_S3_SECRET_KEY="not-a-real-secret",
+        CHANGEFLOW_S3_TIMEOUT="3",
     )
     line = _one_line(run_changeflow("evidence", "get", "c" * 64, env=env))
     assert silent in line and "unreachable" in line and "timeout" in line.lower(), line
@@ -48,12 +53,20 @@ def test_an_evidence_read_ends(silent: str, tmp_path: Path) -> None:
 @pytest.mark.timeout(60)
 def test_an_inventory_fetch_over_http_ends(silent: str, tmp_path: Path) -> None:
     url = f"http://bot:s3cr3t-token@{silent}/inventory.git"
-    env = _env(tmp_path, CHANGEFLOW_INVENTORY_URL=url)
+    # git's own knob for its stall bound (changeflow's default: 30 s)
+    env = _env(tmp_path, CHANGEFLOW_INVENTORY_URL=url, GIT_HTTP_LOW_SPEED_TIME="2")
     line = _one_line(
         run_changeflow("inventory", "get", "app/bin", "--environment", "prod", env=env)
     )
     assert "unreachable" in line and "too slow" in line, line
     assert "s3cr3t-token" not in line
+
+
+def test_the_default_bounds_stay_within_a_minute() -> None:
+    settings = Settings.from_env({})
+    assert settings.s3_timeout == 30
+    assert EvidenceLocker(bucket="b").timeout == 30
+    assert "http.lowSpeedTime=30" in " ".join(mirror._NETWORK_CONFIG)
 
 
 _CALLS: list[str] = []

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
-from prefect.settings import get_current_settings
+from collections.abc import Iterator
+
+import pytest
+from prefect.settings import (
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+    get_current_settings,
+    temporary_settings,
+)
 
 from cli.in_process import for_command
+
+
+@pytest.fixture(autouse=True)
+def heartbeat_on() -> Iterator[None]:
+    """Prefect's default, whatever the session's own flows run with (tests/conftest.py)."""
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 180}):
+        yield
 
 
 def _frequency() -> int | None:
@@ -13,7 +27,7 @@ def _frequency() -> int | None:
 
 def test_flow_commands_run_without_the_heartbeat() -> None:
     before = _frequency()
-    assert before is not None  # Prefect's default: on
+    assert before == 180
     for argv in (["deploy", "--environment", "prod"], ["demo"], ["--json", "ci"]):
         with for_command(argv):
             assert _frequency() is None

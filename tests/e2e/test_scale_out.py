@@ -14,59 +14,33 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 import pytest
+from stack_support import POSTGRES
 
 from blocks.change_management import GitChangeManagement
 from blocks.inventory import GitInventory
 from blocks.source import commit_all
 from changeflow.models import ChangeState, CloseCategory
 from cli.demo import sample_app_dir
-from cli.local_stack import init_bare_repo, start_prefect_server, stop_process
+from cli.local_stack import init_bare_repo
 
 pytestmark = pytest.mark.timeout(900)
 
-PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 ENV = "prod"
 REGIONS = ["us-south", "us-east", "eu-de", "jp-tok"]
 CLI = [sys.executable, "-m", "cli"]
 
 
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(database="test", **PG)
+async def _fetch(database: str, sql: str, *args: object) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(database=database, **POSTGRES)
     try:
-        await conn.execute(sql)
+        return list(await conn.fetch(sql, *args))
     finally:
         await conn.close()
-
-
-async def _fetch(database: str, sql: str) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(database=database, **PG)
-    try:
-        return list(await conn.fetch(sql))
-    finally:
-        await conn.close()
-
-
-@pytest.fixture
-def postgres_prefect(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """A Prefect server on a fresh PostgreSQL database; the database is dropped afterwards."""
-    database = f"changeflow_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{database}"'))
-    process = None
-    try:
-        url = f"postgresql+asyncpg://{PG['user']}@{PG['host']}:{PG['port']}/{database}"
-        process, api = start_prefect_server(
-            tmp_path / "prefect-pg", timeout=240, env={"PREFECT_API_DATABASE_CONNECTION_URL": url}
-        )
-        yield api, database
-    finally:
-        if process is not None:
-            stop_process(process.pid)
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
 
 
 def _run(args: list[str], env: dict[str, str], timeout: float = 600) -> str:
@@ -76,9 +50,12 @@ def _run(args: list[str], env: dict[str, str], timeout: float = 600) -> str:
 
 
 def test_four_regions_deploy_at_once_on_a_postgres_backed_server(
-    s3_server, postgres_prefect: tuple[str, str], tmp_path: Path
+    s3_server, prefect_database: tuple[str, str], tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    api, database = postgres_prefect
+    # the session's server runs on PostgreSQL (tests/conftest.py); this test's runs are the
+    # ones created from now on
+    api, database = prefect_database
+    started = datetime.now(UTC)
     bucket = f"scale-{uuid.uuid4().hex[:12]}"
     s3_server.locker(bucket).create_bucket()
     remotes = tmp_path / "remotes"
@@ -167,7 +144,8 @@ def test_four_regions_deploy_at_once_on_a_postgres_backed_server(
         _fetch(
             database,
             "SELECT f.name AS flow, r.name AS run, r.state_type FROM flow_run r "
-            "JOIN flow f ON f.id = r.flow_id",
+            "JOIN flow f ON f.id = r.flow_id WHERE r.created >= $1",
+            started,
         )
     )
     deploy_runs = {r["run"]: r["state_type"] for r in rows if r["flow"] == "deploy"}

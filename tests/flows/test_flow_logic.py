@@ -276,6 +276,12 @@ class Crash(BaseException):
 CRASHES: dict[str, tuple[type, str, Callable[..., bool]]] = {
     # the summary is stored, no CR filed yet
     "summary": (MemoryEvidenceStore, "put_summary", lambda *a, **k: True),
+    # filed, not yet assessed
+    "assess": (
+        MemoryChangeManagement,
+        "update",
+        lambda self, cr, message, *a, **k: message == "approved automatically",
+    ),
     # approved, not yet implementing
     "implement": (
         MemoryChangeManagement,
