@@ -112,7 +112,7 @@ def fresh_stack(s3_server: S3Server, root: Path) -> dict[str, str]:
 def run_changeflow(*args: str, env: dict[str, str] | None = None) -> CompletedProcess[str]:
     """Run `changeflow ARGS` in this process (through `main()`, exit codes and all) and capture
     what it prints: the same contract as a subprocess, without paying Prefect's import each time.
-    `tests/cli/test_bad_input.py` runs the real executable."""
+    `tests/cli/test_bad_input.py` also runs the real executable."""
     from cli import main
 
     out, err = io.StringIO(), io.StringIO()

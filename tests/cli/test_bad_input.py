@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from git import Repo
+from stack_support import run_changeflow
 
 from blocks.evidence_locker import EvidenceLocker
 from changeflow.settings import Settings
@@ -21,10 +22,17 @@ ENTRY = [
 ]  # fmt: skip
 
 
-def changeflow(*args: str) -> subprocess.CompletedProcess[str]:
+def executable(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real `changeflow` executable: what a user's shell sees, exit code and stderr."""
     return subprocess.run(
         [sys.executable, "-m", "cli", *args], capture_output=True, text=True, timeout=120
     )
+
+
+def changeflow(*args: str) -> subprocess.CompletedProcess[str]:
+    """The same command through `main()` in this process (the same contract, without paying
+    Prefect's import for every case); two tests run the real executable."""
+    return run_changeflow(*args)
 
 
 def assert_bad_input(done: subprocess.CompletedProcess[str], *needles: str) -> None:
@@ -51,7 +59,7 @@ def env(stack_env: dict[str, str]) -> dict[str, str]:
 
 
 def test_unknown_evidence_result(env: dict[str, str]) -> None:
-    done = changeflow("evidence", "add", "--type", "com.ibm.unit_tests", "--result", "passed",
+    done = executable("evidence", "add", "--type", "com.ibm.unit_tests", "--result", "passed",
                       "--tool", "pytest", "--asset", ASSET)  # fmt: skip
     assert_bad_input(done, "passed")
     assert bucket_keys(env) == []
@@ -110,7 +118,7 @@ def test_unknown_environment_without_a_file_is_unknown_to_the_inventory(
 
 
 def test_missing_required_option_is_one_line() -> None:
-    done = changeflow("evidence", "add", "--type", "x")
+    done = executable("evidence", "add", "--type", "x")
     assert_bad_input(done)
 
 
