@@ -58,6 +58,7 @@ class StatementSigner:
             raise BadInput(f"signing key is not a PEM private key: {exc}") from None
         if not isinstance(key, Ed25519PrivateKey):
             raise BadInput("signing key is not an ed25519 key")
+        self._key = key
         self._signer = CryptoSigner(key)
 
     @property
@@ -69,6 +70,14 @@ class StatementSigner:
     def public(self) -> str:
         """The ed25519 public key, hex."""
         return str(self._signer.public_key.keyval["public"])
+
+    def openssh_private(self) -> bytes:
+        """The same key as an OpenSSH private key file (what git's SSH signing reads)."""
+        return self._key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
 
     def sign(self, statement: dict[str, Any]) -> bytes:
         """The statement in a signed DSSE envelope, as canonical JSON bytes."""

@@ -1,4 +1,4 @@
-"""SSH signatures of approval statements, the way git signs commits: `ssh-keygen -Y`.
+"""SSH signatures, the way git signs commits (`ssh-keygen -Y`): approvals and the CR history.
 
 Signing uses the person's own key file (`ssh-keygen -Y sign -n changeflow-approval -f KEY`);
 verifying checks the signature against one approver's public key, written as an
@@ -8,16 +8,32 @@ allow-listed environment of `blocks.commands`: no agent socket or pipeline crede
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tempfile
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from blocks.commands import command_environment
+from blocks.gitrepo import default_cache_dir
+from blocks.signing import load_signer
 from changeflow.approvals import Verify
 from changeflow.approvers import APPROVAL_NAMESPACE, ApprovalRule, Approver, normalize_signature
+from changeflow.chain import CR_HISTORY
 from changeflow.errors import BadInput
+from changeflow.settings import Settings
+from changeflow.trust import TrustPolicy
 
-__all__ = ["sign", "verifier", "verify"]
+__all__ = [
+    "commit_signing_key",
+    "history_signers",
+    "openssh_public",
+    "sign",
+    "verifier",
+    "verify",
+]
 
 _TIMEOUT_S = 30
 
@@ -71,3 +87,50 @@ def verify(approver: Approver, text: str, signature: str) -> bool:
 def verifier() -> Verify:
     """The signature check the domain's approval rules are given."""
     return verify
+
+
+# -- git's SSH commit signatures (issue 12: the signed CR history) ---------------------------
+
+
+def commit_signing_key(settings: Settings | None = None) -> Path | None:
+    """The deploy key as an OpenSSH private key file git signs the CR repo's commits with.
+
+    Written once per key under `$CHANGEFLOW_HOME/keys` (folder 0700, file 0600, never in a
+    repository); None when no deploy key is configured.
+
+    Raises:
+        BadInput: when the configured key cannot be read (`blocks.signing.load_signer`).
+    """
+    signer = load_signer(settings, role="deploy")
+    if signer is None:
+        return None
+    folder = default_cache_dir().parent / "keys"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = folder / f"git-{signer.keyid[:32]}"
+    if not path.is_file():
+        # written aside and renamed: a concurrent writer never sees half a key
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".key-")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(signer.openssh_private())
+        os.replace(tmp, path)
+    return path
+
+
+def openssh_public(public_hex: str) -> str:
+    """An ed25519 public key (hex, as the trust file holds it) as an OpenSSH public key line."""
+    key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_hex))
+    return key.public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    ).decode()
+
+
+def history_signers(trust: TrustPolicy) -> str:
+    """An `allowed_signers` file of the keys the trust file lets sign CR history.
+
+    Each key's principal is its keyid, so what git reports (`%GS`) names the trust file's
+    entry; its window is judged against the commit date by `changeflow.chain`.
+    """
+    return "".join(
+        f'{key.keyid} namespaces="git" {openssh_public(key.public)}\n'
+        for key in trust.signers_of(CR_HISTORY)
+    )

@@ -117,12 +117,27 @@ def _round(cr: ChangeRequest) -> list[Approval]:
 
 
 def approvals_given(cr: ChangeRequest) -> list[str]:
-    """The distinct people who approved in the current round, in order."""
-    seen: list[str] = []
+    """The distinct people whose approval counts in the current round, in order.
+
+    An approval counts once per person (`alice@example.com`, `Alice <alice@example.com>` and
+    `ALICE@example.com` are one), and not at all when the CR's rule refuses it as it stands:
+    an identity not listed, or one that separation of duties excludes (the assignee, a commit
+    author of the delta), however it came to be recorded.
+    """
+    rule, seen, given = rule_of(cr), set[str](), list[str]()
     for approval in _round(cr):
-        if approval.decision == "approved" and not approval.automatic and approval.by not in seen:
-            seen.append(approval.by)
-    return seen
+        if approval.decision != "approved" or approval.automatic:
+            continue
+        approver = rule.approver(approval.by)
+        if rule.approvers and approver is None:
+            continue
+        if _duty_conflict(cr, approval.by, approver) is not None:
+            continue
+        person = _person(approval.by, approver)
+        if person not in seen:
+            seen.add(person)
+            given.append(approval.by)
+    return given
 
 
 def approvals_needed(cr: ChangeRequest) -> int:
@@ -142,25 +157,38 @@ def quorum_line(cr: ChangeRequest) -> str:
 
 
 def _identities(text: str) -> set[str]:
-    """The forms a person is named in: the whole text and the email in `name <email>`."""
+    """The forms a person is named in: the whole text, and the name and the email of a
+    `Name <email>`."""
     found = {text.strip().lower()}
-    found.update(m.lower() for m in _EMAIL_RE.findall(text))
+    emails = _EMAIL_RE.findall(text)
+    found.update(m.lower() for m in emails)
+    if emails:
+        found.add(text.split("<", 1)[0].strip().lower())
     return {f for f in found if f}
 
 
-def _separation_of_duties(cr: ChangeRequest, by: str, approver: Approver | None) -> None:
+def _person(by: str, approver: Approver | None) -> str:
+    """Who an approval is by, as one string: the listed identity, else the email, else the name."""
+    if approver is not None:
+        return approver.identity.lower()
+    emails = _EMAIL_RE.findall(by)
+    return emails[0].lower() if emails else by.strip().lower()
+
+
+def _duty_conflict(cr: ChangeRequest, by: str, approver: Approver | None) -> str | None:
+    """Why separation of duties excludes `by` from deciding the CR, or None."""
     who = _identities(by)
     if cr.assigned_to and who & _identities(cr.assigned_to):
-        raise BadInput(
-            f"separation of duties: {by} is the promotion's assignee and may not decide {cr.id}"
-        )
+        return f"separation of duties: {by} is the promotion's assignee and may not decide {cr.id}"
     for author in cr.delta_authors:
-        by_key = approver is not None and approver.public_key in author
-        if by_key or who & _identities(author):
-            raise BadInput(
-                f"separation of duties: {by} wrote a commit in {cr.id}'s delta and may not "
-                "decide it"
+        by_key = approver is not None and author.key == approver.public_key
+        if by_key or who & _identities(author.identity):
+            how = "signed with their key" if by_key else "written by them"
+            return (
+                f"separation of duties: {by} may not decide {cr.id}: a commit in its delta was "
+                f"{how} ({author.identity})"
             )
+    return None
 
 
 def check_approval(
@@ -195,10 +223,13 @@ def check_approval(
             approver, statement_of(cr.id, approval), approval.signature
         ):
             raise BadInput(f"bad signature: the signature does not verify as {by}'s for {cr.id}")
-    _separation_of_duties(cr, by, approver)
+    conflict = _duty_conflict(cr, by, approver)
+    if conflict is not None:
+        raise BadInput(conflict)
     # a CR in doubt (`changeflow.deploying`) asks its approvers again: no second approval then
     again = approval.decision == "approved" and cr.state is not ChangeState.implement
-    if again and by in approvals_given(cr):
+    person = _person(by, approver)
+    if again and any(_person(g, rule.approver(g)) == person for g in approvals_given(cr)):
         raise BadInput(
             f"quorum: {by} has already approved {cr.id}; "
             f"{approvals_needed(cr)} more from other approvers needed"

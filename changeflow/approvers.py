@@ -130,6 +130,9 @@ class Approval(BaseModel):
     # statement naming it (`changeflow.approvals.text_to_sign`)
     cr_digest: str | None = Field(default=None, pattern=DIGEST_PATTERN)
     signature: str | None = None
+    # where a decision taken outside changeflow was read from (`servicenow`); None: changeflow's
+    # own (the CLI, the run's form, the policy)
+    source: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]{0,39}$")
 
     def to_json(self) -> bytes:
         """Return the record as canonical JSON."""

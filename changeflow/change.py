@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from changeflow.approvals import approvals_needed, check_emergency_close, quorum_line
+from changeflow.authors import authors_of
 from changeflow.delta import Delta
 from changeflow.errors import BadInput
 from changeflow.labels import region_of_label
@@ -108,10 +109,12 @@ def draft_change_request(
     now: datetime | None = None,
     duration: timedelta = timedelta(minutes=30),
     test_deployments: list[TestDeployment] | None = None,
+    links: dict[str, str] | None = None,
 ) -> ChangeRequest:
     """Assemble a new CR from the facts of one deployment, filed in state `assess`.
 
-    `test_deployments`: where the delta's artifacts were deployed before (`changeflow.gate`).
+    `test_deployments`: where the delta's artifacts were deployed before (`changeflow.gate`);
+    `links`: evidence id -> where its report (or its run) is, for each failing record's line.
     An emergency promotion (`promote --emergency`) files an emergency change by itself.
     """
     start = now or utcnow()
@@ -128,6 +131,7 @@ def draft_change_request(
     failed = [
         f"{item.asset_uri}: {item.evidence_type_id} {item.result.value} "
         f"(evidence {item.evidence_id})"
+        + (f": {links[item.evidence_id]}" if links and item.evidence_id in links else "")
         for item in summary.failed
     ]
     fields = {}
@@ -169,6 +173,8 @@ def draft_change_request(
         evidence_count=len({i.evidence_id for i in summary.evidence}),
         failed_evidence=failed,
         test_deployments=test_deployments or [],
+        # who wrote the delta's commits may not approve it (separation of duties)
+        delta_authors=authors_of(e.author for e in delta.entries.values()),
         **fields,
     )
     return transition(cr, ChangeState.assess, by="changeflow", why="filed by the deploy flow")

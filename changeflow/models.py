@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from changeflow.approvers import Approval, ApprovalRule
+from changeflow.authors import CommitAuthor
 from changeflow.canonical import DIGEST_PATTERN, canonical_json, sha256_hex
 from changeflow.change_ids import CHANGE_ID_PATTERN
 from changeflow.names import (
@@ -212,6 +213,7 @@ class InventoryEntry(Record):
     provenance: str = Field(min_length=1, description="The artifact's asset uri.")
     signature: str | None = None
     app_artifacts: dict[str, Any] = Field(default_factory=dict)
+    author: CommitAuthor | None = Field(default=None, description="Its commit's, for approvals.")
 
     @field_validator("name")
     @classmethod
@@ -376,7 +378,7 @@ class ChangeRequest(Record):
     test_deployments: list[TestDeployment] = Field(default_factory=list)
     # issue 13: its environment's approval rule when filed; its delta's commit authors
     approval_rule: ApprovalRule | None = None
-    delta_authors: list[str] = Field(default_factory=list)
+    delta_authors: list[CommitAuthor] = Field(default_factory=list)
     # issue 12: the trust file judged under, and the signed decision (a SLSA VSA in the locker)
     trust_sha256: str | None = Field(default=None, pattern=DIGEST_PATTERN)
     decision_attestation: tuple[str, str] | None = Field(default=None, description="url, sha256")

@@ -249,8 +249,16 @@ class ChangeManagement(Protocol):
         """One CR."""
         ...
 
-    def list(self) -> list[ChangeRequest]:
-        """Every CR, in id order."""
+    def list(
+        self, environment: str | None = None, open_only: bool = False
+    ) -> builtins.list[ChangeRequest]:
+        """The CRs of `environment` (every one when None), only the open ones (neither closed
+        nor cancelled) with `open_only`, in id order.
+
+        A backend answers without reading the CRs it leaves out, so a deploy that asks for its
+        environment's open CRs pays the same after years of history (`changeflow.change_ids.
+        listed` is the rule; `BadInput` for a name that cannot be an environment).
+        """
         ...
 
     def history(self, id: str) -> builtins.list[Commit]:

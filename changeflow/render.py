@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import re
 import shlex
+from datetime import datetime
 
 from changeflow.approvals import quorum_line
+from changeflow.deploying import DEPLOY_FINISHED, DEPLOY_STARTED
 from changeflow.labels import deployed_label
-from changeflow.models import ChangeRequest
+from changeflow.models import ChangeRequest, ChangeState
 from changeflow.names import has_hidden_characters
 
 __all__ = [
+    "closing_summary",
     "code_span",
     "escape_block",
     "escape_inline",
@@ -134,6 +137,12 @@ def render_change_request(cr: ChangeRequest) -> str:
         f"{escape_inline(c.from_commit or '(new)')} → {escape_inline(c.to_commit)}"
         for c in cr.change_log
     ] or ["- (none)"]
+    if cr.delta_authors:  # issue 13: separation of duties keeps them from approving
+        authors = ", ".join(
+            escape_inline(a.identity) + (" (signed commit)" if a.key else "")
+            for a in cr.delta_authors
+        )
+        out += ["", f"Commit authors (they may not approve it): {authors}"]
     out += ["", "## Failed evidence", ""]
     out += [f"- {escape_inline(item)}" for item in cr.failed_evidence] or ["- (none)"]
     if cr.test_deployments:  # where the same bytes were deployed before (staging for prod)
@@ -173,6 +182,7 @@ def render_change_request(cr: ChangeRequest) -> str:
         f"- {a.decision} by {escape_inline(a.by)} at {a.date.isoformat()}"
         + (" (automatic)" if a.automatic else "")
         + (" (signed)" if a.signature else "")
+        + (f" (in {escape_inline(a.source)})" if a.source else "")
         + (f": {escape_inline(a.comment)}" if a.comment else "")
         for a in cr.approvals
     ] or ["- (none yet)"]
@@ -180,7 +190,33 @@ def render_change_request(cr: ChangeRequest) -> str:
     out += ["", f"Quorum: {escape_inline(quorum_line(cr))}."]
     if cr.close_notes:
         out += ["", "## Closing notes", "", escape_block(cr.close_notes)]
+    if cr.state is ChangeState.closed:
+        out += ["", "## Closing summary", "", *closing_summary(cr)]
     return "\n".join(out) + "\n"
+
+
+def closing_summary(cr: ChangeRequest) -> list[str]:
+    """What a closed CR's deployment ran, what its acceptance tests said and how long it took,
+    as Markdown list items (read from the CR's own history)."""
+    started = _first(cr, "deploy", DEPLOY_STARTED) or _first(cr, "to", "implement")
+    finished = _first(cr, "deploy", DEPLOY_FINISHED)
+    closed = _first(cr, "to", "closed")
+    ran = shlex.join(cr.deploy_command) if cr.deploy_command else "(not recorded)"
+    lines = [
+        f"- outcome: {cr.close_category.value if cr.close_category else '(none)'}",
+        f"- deploy command: {code_span(ran)}"
+        + (f", exit {finished['exit']}" if finished and "exit" in finished else ""),
+        "- acceptance evidence: "
+        + (", ".join(code_span(e) for e in cr.acceptance_evidence) or "(none recorded)"),
+    ]
+    if started and closed:
+        took = datetime.fromisoformat(closed["date"]) - datetime.fromisoformat(started["date"])
+        lines.append(f"- took {int(took.total_seconds())} s from the deployment's start to closing")
+    return lines
+
+
+def _first(cr: ChangeRequest, key: str, value: str) -> dict[str, str] | None:
+    return next((h for h in cr.history if h.get(key) == value and "date" in h), None)
 
 
 def _policy(cr: ChangeRequest) -> str:

@@ -9,6 +9,7 @@ is one entry name at one sha256: the same bytes promoted from branch to branch a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from datetime import date
 from typing import Literal
@@ -16,8 +17,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from changeflow.gate import deployments_of
-from changeflow.incidents import Incident
+from changeflow.incidents import FoundIn, Incident
 from changeflow.models import ChangeRequest, Evidence, EvidenceResult, InventoryEntry
+from changeflow.render import escape_inline
 from changeflow.tested import TestDeployment
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "artifacts_named",
     "render_trace",
     "trace_artifacts",
+    "trace_markdown",
 ]
 
 Artifact = tuple[str, str]
@@ -77,6 +80,7 @@ class IncidentLine(_Line):
     severity: str
     due: date
     asset_uri: str
+    environments: dict[str, FoundIn] = Field(default_factory=dict)
 
 
 class ArtifactTrace(_Line):
@@ -156,7 +160,7 @@ def _incidents(uris: set[str], incidents: Iterable[Incident], today: date) -> li
     def state(i: Incident) -> Literal["open", "overdue", "closed"]:
         if i.state == "closed":
             return "closed"
-        return "overdue" if i.due < today else "open"
+        return "overdue" if i.due_in() < today else "open"
 
     return [
         IncidentLine(
@@ -165,8 +169,9 @@ def _incidents(uris: set[str], incidents: Iterable[Incident], today: date) -> li
             tool=i.tool,
             finding_id=i.finding_id,
             severity=i.severity.value,
-            due=i.due,
+            due=i.due_in(),
             asset_uri=i.asset_uri,
+            environments=i.environments,
         )
         for i in sorted(incidents, key=lambda i: i.id)
         if i.asset_uri in uris
@@ -242,7 +247,20 @@ def render_trace(trace: Trace) -> str:
         lines.append("  incidents:")
         lines += [
             f"    {i.id}  {i.state:<8} {i.tool} {i.finding_id} ({i.severity}) due {i.due}"
+            + "".join(f"; {env}: found {f.found}, due {f.due}" for env, f in i.environments.items())
             for i in a.incidents
         ] or ["    none"]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
+
+
+def trace_markdown(trace: Trace, title: str) -> str:
+    """The trace as Markdown: a heading and `render_trace`'s text as a code block.
+
+    The fence is longer than any run of backticks in the text, so nothing recorded (an entry
+    name, a tool's name) can close it and add structure of its own.
+    """
+    text = render_trace(trace)
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"# {escape_inline(title)}\n\n{fence}text\n{text}\n{fence}\n"

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from changeflow.errors import BadInput, IntegrityError, NotReady, StorageUnavailable
 from cli import (  # noqa: F401 (each module adds its commands)
+    audit,
     changes,
     dev,
     evidence,

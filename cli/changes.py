@@ -25,6 +25,7 @@ from cli._app import (
     cr_app,
     emit,
 )
+from cli.audit import checkpoint_write
 
 
 def _cr_line(cr: ChangeRequest) -> str:
@@ -42,7 +43,7 @@ def cr_list(
     """Every change request (optionally of one environment)."""
     from blocks import stores
 
-    crs = [c for c in stores.change_management(None).list() if environment in (None, c.environment)]
+    crs = stores.change_management(None).list(environment)
     emit([c.model_dump(mode="json", exclude_none=True) for c in crs], as_json,
           "\n".join(_cr_line(c) for c in crs) or "no change requests")  # fmt: skip
 
@@ -92,6 +93,7 @@ def _decide(
     # written; the write is refused (exit 1) when another decision landed since the read
     cr = decide(cr, approval)
     cr = changes.update(cr, message=f"{decision} by {who}", expected=read)
+    checkpoint_write(changes, cr.id)
     resumed = _resume(cr, approved, who, comment)
     emit(cr, as_json, f"{cr.id} {decision} by {who} ({cr.state.value}); {quorum_line(cr)}{resumed}")
 
@@ -174,6 +176,7 @@ def cr_reopen(
     read = changes.get(cr_id)
     cr = reopen(read, by=who)
     cr = changes.update(cr, message=f"reopened by {who}", expected=revision(read))
+    checkpoint_write(changes, cr.id)
     emit(cr, as_json, f"{cr.id} reopened by {who} ({cr.state.value})")
 
 
@@ -195,4 +198,5 @@ def cr_close(
     read = changes.get(cr_id)
     cr = close(read, category, by=who, notes=notes)
     cr = changes.update(cr, message=f"closed {category.value} by {who}", expected=revision(read))
+    checkpoint_write(changes, cr.id)
     emit(cr, as_json, f"{cr.id} closed {category.value}")

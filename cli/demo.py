@@ -28,7 +28,7 @@ from changeflow.requests import (
     RecordStores,
 )
 
-__all__ = ["DemoLifecycle", "flush_to_prefect", "run_demo", "sample_app_dir"]
+__all__ = ["DemoLifecycle", "approver_keys", "flush_to_prefect", "run_demo", "sample_app_dir"]
 
 Say = Callable[[str], None]
 
@@ -45,8 +45,12 @@ def _quiet_prefect_console() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
-def environments_toml(app: Path, deployed: Path) -> str:
-    """The demo's environments file: staging in one region, prod in two."""
+def environments_toml(app: Path, deployed: Path, approvers: dict[str, str] | None = None) -> str:
+    """The demo's environments file: staging in one region, prod in two.
+
+    With `approvers` (identity -> SSH public key), each environment takes two of their signed
+    approvals.
+    """
     python = sys.executable
 
     def quoted(args: list[str]) -> str:
@@ -71,6 +75,7 @@ def environments_toml(app: Path, deployed: Path) -> str:
             f"regions = {quoted(regions)}",
             f"deploy = {deploy}",
             "approval_timeout_s = 900",
+            *(_approvers_toml(approvers) if approvers else []),
             f"[environments.{env}.acceptance]",
             f"command = {acceptance}",
             'report = "acceptance.xml"',
@@ -78,6 +83,21 @@ def environments_toml(app: Path, deployed: Path) -> str:
             "",
         ]
     return "\n".join(out)
+
+
+def _approvers_toml(approvers: dict[str, str]) -> list[str]:
+    listed = ", ".join(f'{{ identity = "{w}", public_key = "{k}" }}' for w, k in approvers.items())
+    return ["approvals_required = 2", f"approvers = [{listed}]"]
+
+
+def approver_keys(directory: Path) -> dict[str, Path]:
+    """Two release managers' SSH ed25519 keys (`ssh-keygen`), identity -> private key file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    keys = {who: directory / who.split("@")[0] for who in ("alice@example.com", "bob@example.com")}
+    for who, key in keys.items():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", who, "-f", str(key)],
+                       check=True, capture_output=True)  # fmt: skip
+    return keys
 
 
 class DemoLifecycle:
@@ -100,15 +120,23 @@ class DemoLifecycle:
             ignore=shutil.ignore_patterns("dist", "reports", "__pycache__"),
         )
         self.repo_url = init_bare_repo(self.app_remote)
-        self.env_file.write_text(environments_toml(self.app, self.workspace / "deployed"))
+        # a CR that is not ready takes two release managers' signed approvals (issue 13)
+        self.keys = approver_keys(self.workspace / "approvers")
+        public = {who: k.with_suffix(".pub").read_text().strip() for who, k in self.keys.items()}
+        self.env_file.write_text(environments_toml(self.app, self.workspace / "deployed", public))
         os.environ["CHANGEFLOW_ENVIRONMENTS"] = str(self.env_file)
 
         self.say("release 0.1.0: build, check, promote and deploy everywhere")
         self.release("0.1.0", "Hello, {name}!", "first release of the greeting service")
         self.say("release 0.2.0: a code change, so prod's delta is only what changed")
         self.release("0.2.0", "Hello there, {name}!", "friendlier greeting")
-        self.say("release 0.3.0: a failing unit test, so the CR is not auto-approved")
+        self.say(
+            "release 0.3.0: failing unit and acceptance tests: the CR is not auto-approved, "
+            "and the promotion gate keeps it out of prod"
+        )
         self.failing_release("0.3.0")
+        self.say("")
+        self.trace_prod("sample-app/wheel")
         from blocks import stores
 
         crs: list[ChangeRequest] = stores.change_management(None).list()
@@ -166,8 +194,10 @@ class DemoLifecycle:
         )
         try:
             promotion = promote(request, RecordStores.from_env())
-        except NotReady as exc:
-            self.say(f"  promote {source} -> {target}: {exc}")
+        except NotReady as exc:  # the command line exits 1 with the same lines
+            lines = str(exc).splitlines()
+            rest = ["    " + line for line in lines[1:]]
+            self.say("\n".join([f"  promote {source} -> {target}: {lines[0]}", *rest]))
             return
         self.say(f"  promote {source} -> {target}: {', '.join(promotion.entries)}")
 
@@ -197,13 +227,33 @@ class DemoLifecycle:
             "from sample_app import greet\n\n\ndef test_says_goodbye():\n"
             '    assert greet("Ada") == "Goodbye, Ada!"\n'
         )
-        sha = self._commit(version, "Hi, {name}!", f"sample-app {version}: shorter greeting")
+        # no "!" either: the acceptance tests fail in staging too
+        sha = self._commit(version, "Hi, {name}.", f"sample-app {version}: shorter greeting")
         self.ci(sha)
         self.promote("master", "staging", version, "shorter greeting")
-        self.approve_through_cli("staging", "us-south")
+        self.approve_through_cli("staging", "us-south", self.keys)
+        # the promotion gate: only what was deployed and tested in staging moves on (exit 1)
+        self.promote("staging", "prod", version, "shorter greeting")
 
-    def approve_through_cli(self, environment: str, region: str) -> None:
-        """Deploy in a process of its own and approve its CR the way a person would."""
+    def trace_prod(self, entry: str) -> None:
+        """Print `changeflow trace` of the artifact `entry` names in prod/us-south."""
+        from datetime import date
+
+        from blocks import stores
+        from changeflow.trace import render_trace
+        from tasks.history import read_trace
+
+        opened = stores.open_stores(RecordStores.from_env())
+        uri = opened.inventory.entries("us-south_prod_latest")[entry].provenance
+        self.say(f"changeflow trace {uri}")
+        trace = read_trace(opened, uri, today=date.today())
+        self.say("\n".join("  " + line for line in render_trace(trace).splitlines()))
+
+    def approve_through_cli(
+        self, environment: str, region: str, keys: dict[str, Path] | None = None
+    ) -> None:
+        """Deploy in a process of its own and approve its CR the way a person would: with
+        `keys`, each of those release managers signs an approval with their own key."""
         from blocks import stores
 
         cli = [sys.executable, "-m", "cli"]
@@ -214,20 +264,25 @@ class DemoLifecycle:
         )
         changes = stores.change_management(None)
         waiting = _wait_for(
-            lambda: awaiting_approval(changes.list(), environment, region), deploying
+            lambda: awaiting_approval(changes.list(environment, True), environment, region),
+            deploying,
         )
         self.say(
             f"  deploy {environment}/{region}: {waiting.id} NOT ready "
             f"({waiting.readiness_reasons[0]}); the run pauses for approval"
         )
-        approved = subprocess.run(
-            [*cli, "cr", "approve", waiting.id, "--by", "demo release manager",
-             "--comment", "known failing farewell test; greeting change verified by hand"],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        if approved.returncode != 0:
-            raise RuntimeError(f"changeflow cr approve failed: {approved.stderr.strip()}")
-        self.say(f"  changeflow cr approve {waiting.id}: {approved.stdout.strip()}")
+        comment = "known failing farewell test; greeting change verified by hand"
+        people: dict[str, Path | None] = {**keys} if keys else {"demo release manager": None}
+        for who, key in people.items():
+            signed = ["--key", str(key)] if key else []
+            approved = subprocess.run(
+                [*cli, "cr", "approve", waiting.id, "--by", who, *signed, "--comment", comment],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            if approved.returncode != 0:
+                raise RuntimeError(f"changeflow cr approve failed: {approved.stderr.strip()}")
+            how = f" --by {who} --key {key.name}" if key else ""
+            self.say(f"  changeflow cr approve {waiting.id}{how}: {approved.stdout.strip()}")
         out, err = deploying.communicate(timeout=600)
         if deploying.returncode != 0:
             raise RuntimeError(f"the paused deployment failed: {err.decode()[-2000:]}")

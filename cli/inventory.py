@@ -6,7 +6,9 @@ from collections.abc import Callable
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
+from changeflow.authors import CommitAuthor
 from changeflow.errors import BadInput, NotReady
 from changeflow.models import InventoryEntry
 from changeflow.ports import Inventory
@@ -46,19 +48,48 @@ def inventory_add(
     provenance: Annotated[str, typer.Option()],
     signature: Annotated[str | None, typer.Option()] = None,
     environment: Annotated[str, typer.Option(help="The branch to write.")] = "master",
+    author: Annotated[
+        str | None, typer.Option(help="The commit's author, 'Name <email>' (default: git's).")
+    ] = None,
+    author_key: Annotated[
+        str | None, typer.Option(help="The SSH public key that signed the commit.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Record one artifact as an inventory entry."""
+    """Record one artifact as an inventory entry, with its commit's author.
+
+    Without `--author`, the author (and signing key) come from the commit in the git checkout
+    the command runs in, when it holds `--commit-sha`.
+    """
     entry = InventoryEntry(
         name=name, artifact=artifact, version=version, sha256=sha256, type=type_,
         repository_url=repository_url, commit_sha=commit_sha, build_number=build_number,
         pipeline_run_id=pipeline_run_id, provenance=provenance, signature=signature,
     )  # fmt: skip
+    entry = entry.model_copy(update={"author": _author(entry.commit_sha, author, author_key)})
     from blocks import stores
 
     commit = stores.inventory(None).add_entries([entry], branch=environment)
     emit({"entry": entry.model_dump(mode="json", exclude_none=True), "commit": commit}, as_json,
           f"{entry.name} recorded on {environment} at {commit}")  # fmt: skip
+
+
+def _author(commit_sha: str, identity: str | None, key: str | None) -> CommitAuthor | None:
+    """The commit's author as given, else as the git checkout here records it."""
+    if identity is None:
+        if key is not None:
+            raise BadInput("--author-key needs --author")
+        from pathlib import Path
+
+        from blocks.authorship import commit_author
+
+        return commit_author(Path.cwd(), commit_sha)
+    try:
+        return CommitAuthor(identity=identity, key=key)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        option = "--author-key" if first["loc"] == ("key",) else "--author"
+        raise BadInput(f"{option}: {str(first['msg']).removeprefix('Value error, ')}") from None
 
 
 @inventory_app.command("remove")

@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from blocks.signing import load_trust_file, new_key, public_key
+from changeflow.chain import CR_HISTORY
 from changeflow.models import utcnow
 from changeflow.readiness import DEFAULT_REQUIRED_TYPES, IMMUTABLE_STORAGE
 from changeflow.settings import Settings
@@ -22,8 +23,9 @@ __all__ = ["CI_SIGNS", "DEPLOY_SIGNS", "ensure_keys"]
 CI_SIGNS = [*DEFAULT_REQUIRED_TYPES, PROVENANCE]
 """What the CI key may sign: the build's evidence and its provenance."""
 
-DEPLOY_SIGNS = [IMMUTABLE_STORAGE, "com.ibm.acceptance_tests", VSA]
-"""What the deploy key may sign: its storage check, acceptance evidence and CR decisions."""
+DEPLOY_SIGNS = [IMMUTABLE_STORAGE, "com.ibm.acceptance_tests", VSA, CR_HISTORY]
+"""What the deploy key may sign: its storage check, acceptance evidence, CR decisions, and the
+CR history (its commits and checkpoints)."""
 
 
 def ensure_keys(directory: Path) -> dict[str, str]:

@@ -6,14 +6,17 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
+from blocks.signing import Trust
 from blocks.stores import open_stores
 from changeflow.change import deployed_by, deployed_regions
-from changeflow.ports import Verification
+from changeflow.models import ChangeRequest, CloseCategory
+from changeflow.ports import Stores, Verification
 from changeflow.requests import DEFAULT_STORES, AuditRequest, RecordStores
-from tasks.audit import verify_approvals, verify_change_request, verify_entries
+from tasks.audit import verify_approvals, verify_chain, verify_change_request, verify_entries
 from tasks.change import list_change_requests, read_change_request
 from tasks.incidents import overdue_incidents
 from tasks.inventory import read_labels
+from tasks.signing import current_trust
 
 __all__ = ["VerificationReport", "verify"]
 
@@ -40,6 +43,19 @@ class VerificationReport(BaseModel):
         self.broken += [f"{where}: {b}" if where else b for b in found.broken]
 
 
+_SUCCESSFUL = (CloseCategory.successful, CloseCategory.successful_issues)
+
+
+def _verify_one(
+    report: VerificationReport, opened: Stores, cr: ChangeRequest, trust: Trust | None
+) -> None:
+    """Everything one CR rests on: hashes, people's decisions, its chain (`check_chain`)."""
+    report.count(verify_change_request(opened.evidence, cr))
+    report.count(verify_approvals(cr))
+    report.count(verify_chain(opened.evidence, opened.changes, cr, trust))
+    report.change_requests.append(cr.id)
+
+
 def _run_name() -> str:
     request = flow_run.parameters["request"]
     return f"verify-{request.environment or request.change_request}"
@@ -50,7 +66,9 @@ def verify(request: AuditRequest, stores: RecordStores = DEFAULT_STORES) -> Veri
     """Re-hash the summary, evidence, attachments and artifacts behind a deployment.
 
     Every person's decision on each CR is checked again too: its signature, the separation of
-    duties and the quorum (`tasks.audit.verify_approvals`).
+    duties and the quorum (`tasks.audit.verify_approvals`); and the chain behind it: its signed
+    history and checkpoints, its signed decision, an emergency's review (`check_chain`). Each
+    label deployed must point where a CR closed successful says.
 
     Args:
         request: what is deployed to an environment (or one region), or what a CR was approved on.
@@ -59,12 +77,11 @@ def verify(request: AuditRequest, stores: RecordStores = DEFAULT_STORES) -> Veri
     environment, region = request.environment, request.region
     opened = open_stores(stores)
     report = VerificationReport()
+    trust = current_trust()
     if request.change_request:
         cr = read_change_request(opened.changes, request.change_request)
         report.targets.append(cr.id)
-        report.count(verify_change_request(opened.evidence, cr))
-        report.count(verify_approvals(cr))
-        report.change_requests.append(cr.id)
+        _verify_one(report, opened, cr, trust)
     if environment:
         tags = deployed_regions(read_labels(opened.inventory), environment)
         if region:
@@ -80,9 +97,12 @@ def verify(request: AuditRequest, stores: RecordStores = DEFAULT_STORES) -> Veri
             if deployer is None:
                 report.broken.append(f"{environment}/{reg}: no change request deployed {commit}")
             else:
-                report.count(verify_change_request(opened.evidence, deployer))
-                report.count(verify_approvals(deployer))
-                report.change_requests.append(deployer.id)
+                _verify_one(report, opened, deployer, trust)
+                if deployer.close_category not in (None, *_SUCCESSFUL):
+                    report.broken.append(
+                        f"{environment}/{reg}: labels.deployed: the label points at {commit[:12]}, "
+                        f"which {deployer.id} closed {deployer.close_category.value}"
+                    )
             report.count(
                 verify_entries(opened.evidence, opened.inventory, commit), f"{environment}/{reg}"
             )

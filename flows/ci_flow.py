@@ -14,7 +14,7 @@ from flows.common import run_scope, run_url
 from tasks.build import build_artifacts, checkout_source, publish_artifacts, run_check
 from tasks.evidence import gather_evidence, record_report
 from tasks.incidents import record_incidents
-from tasks.inventory import add_entries, read_entries
+from tasks.inventory import add_entries, read_commit_author, read_entries
 from tasks.signing import sign_provenance
 
 __all__ = ["CiResult", "ci"]
@@ -40,10 +40,11 @@ def ci(request: BuildRequest, stores: RecordStores = DEFAULT_STORES) -> CiResult
     build carries on: the checks it already recorded evidence of, for the same artifacts, are
     not run again.
 
-    An incident is due its severity's grace period after it is found. CI records entries on
-    `master`, which feeds every environment, so it uses the strictest grace periods the
-    environments file (`CHANGEFLOW_ENVIRONMENTS`) configures: for each severity, the shortest
-    of any environment (the defaults when no file is configured).
+    An incident is one artifact's finding of one tool, due its severity's grace period after it
+    is found. CI records entries on `master`, which feeds every environment, so it uses the
+    strictest grace periods the environments file (`CHANGEFLOW_ENVIRONMENTS`) configures: for
+    each severity, the shortest of any environment (the defaults when no file is configured).
+    Each environment's own due date runs from when a deployment first finds it there.
 
     Args:
         request: the application and the commit to build.
@@ -67,7 +68,9 @@ def ci(request: BuildRequest, stores: RecordStores = DEFAULT_STORES) -> CiResult
         published = publish_artifacts(
             locker, built, app_name=app.name, commit=commit, build_number=build_number, scope=scope
         )
-        entries = [entry for entry, _ in published]
+        # who wrote the commit may not approve deploying it (separation of duties)
+        author = read_commit_author(workdir, commit_sha)
+        entries = [entry.model_copy(update={"author": author}) for entry, _ in published]
         artifact_assets = [asset for _, asset in published]
         evidence: dict[str, str] = {}
         records: list[Evidence] = []
@@ -112,7 +115,7 @@ def ci(request: BuildRequest, stores: RecordStores = DEFAULT_STORES) -> CiResult
             run_url=run_url(),
         )
         changed_incidents = record_incidents(
-            opened.incidents, records, commit, repo_url, grace, date.today(), scope
+            opened.incidents, records, artifact_assets, repo_url, grace, date.today(), scope
         )
         if changed_incidents:
             logger.info("incidents opened or closed: %d", len(changed_incidents))

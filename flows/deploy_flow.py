@@ -15,6 +15,7 @@ from changeflow.models import ChangeRequest, ChangeState, CloseCategory
 from changeflow.requests import DEFAULT_STORES, DeploymentRequest, RecordStores
 from flows.deploy_steps import Deployment, authorize, file_change, implement, open_deployment
 from flows.deploy_waits import start_in_window, wait_for_approval
+from flows.tracing import publish_trace
 from flows.ui import publish_change_request, show_progress, start_progress
 from tasks.change import list_change_requests, read_change_request
 
@@ -64,7 +65,7 @@ def deploy(request: DeploymentRequest, stores: RecordStores = DEFAULT_STORES) ->
         named = read_change_request(d.stores.changes, request.change_request)
         cr: ChangeRequest | None = carry_on_with(named, d.environment, d.region)
     else:
-        filed = list_change_requests(d.stores.changes)
+        filed = list_change_requests(d.stores.changes, d.environment)
         cr = resumable(filed, d.environment, d.region, d.head, d.previous, flow_run.get_id())
     if cr is None:
         cr = file_change(d, filed)
@@ -85,6 +86,7 @@ def deploy(request: DeploymentRequest, stores: RecordStores = DEFAULT_STORES) ->
         cr = step(d, cr)
         show_progress(progress, cr)
     publish_change_request(cr, d.stores.changes.link(cr))
+    publish_trace(d.stores, cr)  # what happened to each artifact of its delta, up to now
     if cr.state is ChangeState.cancelled:
         return _outcome(cr, "not approved: the deployment did not go ahead")
     if cr.close_category is CloseCategory.unsuccessful:

@@ -36,7 +36,6 @@ from changeflow.deploying import (
     deploy_status,
 )
 from changeflow.errors import BadInput, NotReady
-from changeflow.gate import judge_earlier_acceptance
 from changeflow.labels import deployed_label, environment_label
 from changeflow.models import (
     Approval,
@@ -51,7 +50,6 @@ from changeflow.models import (
 )
 from changeflow.ports import Stores
 from changeflow.project import EnvironmentSpec, expand_command
-from changeflow.readiness import deployment_ready
 from changeflow.reports import Thresholds
 from changeflow.requests import (
     DeploymentConfig,
@@ -63,7 +61,7 @@ from changeflow.revisions import revision
 from changeflow.summary import summarize
 from flows.attest import attest_decision, judge_found
 from flows.common import run_scope, run_url
-from flows.gating import earlier_deployments
+from flows.judging import evidence_links, judge_delta, note_deployment_incidents
 from flows.local_deployment import local_deployment
 from flows.ui import (
     announce_change,
@@ -72,6 +70,7 @@ from flows.ui import (
     publish_delta,
     publish_summary,
 )
+from tasks.audit import checkpoint
 from tasks.change import file_change_request, update_change_request
 from tasks.deployment import prepare_deployment, run_deployment_command
 from tasks.evidence import (
@@ -81,7 +80,6 @@ from tasks.evidence import (
     record_storage_check,
     store_summary,
 )
-from tasks.incidents import overdue_incidents
 from tasks.inventory import move_labels, read_delta, read_entries, read_promotion, resolve_refs
 
 __all__ = [
@@ -156,6 +154,7 @@ def advance(d: Deployment, before: ChangeRequest, after: ChangeRequest, why: str
     """
     # written only over the CR as this run read it: a person's change in between is not lost
     written = update_change_request(d.stores.changes, after, why, revision(before))
+    checkpoint(d.stores, written.id)  # signed, in the locker: a rewrite of it is named
     announce_change(before, written)
     return written
 
@@ -207,16 +206,10 @@ def file_change(d: Deployment, filed: list[ChangeRequest]) -> ChangeRequest | No
     )
     summary_url, summary_sha = store_summary(stores.evidence, summary)
     publish_summary(summary, summary_url, summary_sha)
-    today = date.today()
-    applications = sorted({e.repository_url for e in delta.entries.values()})
-    late = overdue_incidents(stores.incidents, applications, today)
-    readiness = deployment_ready(summary, d.spec.policy, today=today).blocked_by(
-        [f"overdue: {i.line}" for i in late]
+    # re-hashed evidence, overdue incidents, the same bytes' acceptance elsewhere
+    readiness, earlier = judge_delta(
+        stores, d.spec, environment, delta, previous, summary, date.today()
     )
-    # the same bytes deployed before (staging for prod): a failed acceptance there counts here
-    bom = {name: e.sha256 for name, e in delta.entries.items()}
-    earlier = earlier_deployments(stores, bom, environment)
-    readiness = judge_earlier_acceptance(readiness, earlier, d.spec.earlier_acceptance)
     drafted = partial(
         draft_change_request,
         environment=environment,
@@ -233,6 +226,7 @@ def file_change(d: Deployment, filed: list[ChangeRequest]) -> ChangeRequest | No
         readiness=readiness,
         emergency=d.request.emergency,
         test_deployments=earlier,
+        links=evidence_links(found.records),
     )
     # the CR records what it runs under: the command, the environments file, the policy
     cr = file_change_request(
@@ -244,6 +238,7 @@ def file_change(d: Deployment, filed: list[ChangeRequest]) -> ChangeRequest | No
         ),
     )
     logger.info("filed %s (deployment ready: %s)", cr.id, readiness.ready)
+    checkpoint(stores, cr.id)
     announce_change(None, cr)
     if summary.failed:
         emit_evidence_failed(summary, cr)
@@ -348,9 +343,11 @@ def _run_deployment(d: Deployment, cr: ChangeRequest) -> ChangeRequest:
             ended = deploy_finished(cr, result.returncode)
             failed = close(ended, CloseCategory.unsuccessful, by="changeflow", notes=notes)
             cr = advance(d, cr, failed, "closed unsuccessful")
+            note_deployment_incidents(d.stores, spec, cr, delta, deployed=False, acceptance=None)
             emit_change_event("deployment.finished", cr, ok=False)
             return cr
         acceptance: list[str] = []
+        record = None
         if spec.acceptance:
             given("acceptance", expand_command(spec.acceptance.command, values), workdir, env)
             report_path = workdir / spec.acceptance.report
@@ -371,6 +368,7 @@ def _run_deployment(d: Deployment, cr: ChangeRequest) -> ChangeRequest:
             acceptance = [record.id]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    note_deployment_incidents(d.stores, spec, cr, delta, deployed=True, acceptance=record)
     # the outcome, with the acceptance evidence: a rerun from here on only moves the labels
     deployed = deploy_finished(cr, 0).model_copy(update={"acceptance_evidence": acceptance})
     return advance(d, cr, deployed, "deployed")

@@ -2,7 +2,10 @@
 
 For a decision the run pauses (`pause_flow_run` with the approval form) until a person approves
 or rejects the CR in the UI, or `changeflow cr approve|reject` records the decision and resumes
-the run.
+the run. Where the change-management backend takes decisions of its own (ServiceNow's approval
+field), a watcher asks it every `BACKEND_POLL_S` while the run is paused and resumes the run
+when one arrives; the run then reads the decision from the backend itself (a resume carries no
+authority), checks it like any other and records it with its source.
 
 For a change window the run does not wait in its process, which could hold a worker for days.
 It records the wait on the CR, moves its own flow run to a Scheduled state at the next opening
@@ -18,6 +21,8 @@ runs it again itself, and Prefect's orchestration holds it until its scheduled t
 
 from __future__ import annotations
 
+import contextvars
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn
@@ -26,6 +31,7 @@ from uuid import UUID, uuid4
 from prefect import State, get_client, get_run_logger, pause_flow_run
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.exceptions import FlowPauseTimeout, Pause
+from prefect.flow_runs import resume_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
 from prefect.states import Scheduled
@@ -38,6 +44,7 @@ from changeflow.change import cancel, note, transition
 from changeflow.deploying import IN_DOUBT, decide, in_doubt, waiting_for_person
 from changeflow.errors import BadInput, StaleChange
 from changeflow.models import Approval, ChangeRequest, ChangeState, ChangeType
+from changeflow.ports import ChangeManagement
 from changeflow.render import render_change_request
 from changeflow.windows import WindowDecision, decide_window
 from flows.deploy_steps import Deployment, advance
@@ -46,6 +53,7 @@ from tasks.change import read_change_request
 
 __all__ = [
     "AWAITING_WINDOW",
+    "BACKEND_POLL_S",
     "START_MARGIN",
     "ApprovalInput",
     "start_in_window",
@@ -58,6 +66,10 @@ AWAITING_WINDOW = "AwaitingChangeWindow"
 START_MARGIN = timedelta(seconds=1)
 """How long after the opening the run is scheduled: Prefect rounds the wait to whole seconds and
 may start a run up to half a second early, which would still be outside the window."""
+
+
+BACKEND_POLL_S = 10.0
+"""How often a paused run asks the change-management backend for a decision taken there."""
 
 
 class ApprovalInput(RunInput):
@@ -108,8 +120,9 @@ def wait_for_approval(d: Deployment, cr: ChangeRequest) -> ChangeRequest:
     rule of this run's own configuration (signature, approvers, separation of duties, quorum):
     one that fails leaves the run paused, its log saying why. A decision is written only over
     the CR as read after the pause: one recorded with the CLI meanwhile stands, and the run
-    pauses again while the quorum is not met. Nobody answering within the approval timeout
-    cancels the CR (`changeflow cr reopen` re-opens it).
+    pauses again while the quorum is not met. A decision taken in the backend (ServiceNow) is
+    read from it, checked by the same rule and recorded with its source. Nobody answering
+    within the approval timeout cancels the CR (`changeflow cr reopen` re-opens it).
     """
     changes = d.stores.changes
     run_id = str(flow_run.get_id())
@@ -118,36 +131,133 @@ def wait_for_approval(d: Deployment, cr: ChangeRequest) -> ChangeRequest:
         cr = advance(d, cr, cr.model_copy(update={"flow_run_id": run_id}), "waiting for approval")
     rule = d.spec.approval_rule
     deadline = time.monotonic() + d.spec.approval_timeout_s
+    refused: set[tuple[str, str, datetime]] = set()  # backend decisions refused, not asked again
     while True:
-        form, shown = _pause(d, cr, rule, deadline)
+        with _BackendWatch(changes, cr.id, run_id, refused):
+            form, shown = _pause(d, cr, rule, deadline)
         current = read_change_request(changes, cr.id)
         if not waiting_for_person(current):
             announce_change(cr, current)
             return current
-        if form is None:
-            approval = Approval(
-                by="changeflow", decision="rejected", comment="approval timed out", automatic=True
+        taken = _backend_approval(changes, current, rule, refused)
+        if taken is None and form is None:
+            taken = (
+                Approval(
+                    by="changeflow",
+                    decision="rejected",
+                    comment="approval timed out",
+                    automatic=True,
+                ),
+                "timed out",
             )
-            why = "timed out"
-        elif form.recorded:  # the CLI recorded a decision that left the quorum short
+        elif taken is None and form is not None and not form.recorded:
+            taken = _form_decision(current, shown, form, rule)
+        if taken is None:  # nothing to record: the CLI's decision left the quorum short, say
             cr = current
             continue
-        else:
-            try:
-                approval = _form_approval(shown, form)
-                check_approval(current, approval, rule, verify)
-            except BadInput as refused:
-                get_run_logger().warning("%s: decision refused: %s; still waiting", cr.id, refused)
-                cr = current
-                continue
-            why = approval.decision
+        approval, why = taken
         try:
             cr = advance(d, current, decide(current, approval), why)
         except StaleChange as stale:
             get_run_logger().warning("%s; the form's decision was not recorded", stale)
             cr = read_change_request(changes, cr.id)
-        if not waiting_for_person(cr) or form is None:
+        if not waiting_for_person(cr) or (form is None and approval.automatic):
             return cr
+
+
+def _form_decision(
+    current: ChangeRequest, shown: ChangeRequest, form: ApprovalInput, rule: ApprovalRule
+) -> tuple[Approval, str] | None:
+    """The form's decision, checked against the CR as it is now; None (logged) when refused."""
+    try:
+        approval = _form_approval(shown, form)
+        check_approval(current, approval, rule, verify)
+    except BadInput as refused:
+        get_run_logger().warning("%s: decision refused: %s; still waiting", current.id, refused)
+        return None
+    return approval, approval.decision
+
+
+def _seen(approval: Approval) -> tuple[str, str, datetime]:
+    return approval.by, approval.decision, approval.date
+
+
+def _backend_decision(
+    changes: ChangeManagement, cr: ChangeRequest, refused: set[tuple[str, str, datetime]]
+) -> Approval | None:
+    """A decision taken in the backend itself (ServiceNow's approval) that the CR does not
+    hold yet and that was not refused before; None for a backend whose decisions are the CR's."""
+    decided = changes.decision(cr.id)
+    if decided is None or decided.source is None or _seen(decided) in refused:
+        return None
+    held = {(*_seen(a), a.source) for a in cr.approvals}
+    return None if (*_seen(decided), decided.source) in held else decided
+
+
+def _backend_approval(
+    changes: ChangeManagement,
+    current: ChangeRequest,
+    rule: ApprovalRule,
+    refused: set[tuple[str, str, datetime]],
+) -> tuple[Approval, str] | None:
+    """The backend's new decision, checked like any other; a refused one is logged and kept in
+    `refused`, so the watcher does not wake the run for it again."""
+    decided = _backend_decision(changes, current, refused)
+    if decided is None:
+        return None
+    try:
+        check_approval(current, decided, rule, verify)
+    except BadInput as refusal:
+        refused.add(_seen(decided))
+        get_run_logger().warning(
+            "%s: decision in %s refused: %s; still waiting", current.id, decided.source, refusal
+        )
+        return None
+    return decided, f"{decided.decision} in {decided.source} by {decided.by}"
+
+
+class _BackendWatch:
+    """While the run is paused, ask the backend for a decision of its own every
+    `BACKEND_POLL_S` and resume the run when one arrives (the run reads and checks it itself)."""
+
+    def __init__(
+        self,
+        changes: ChangeManagement,
+        cr_id: str,
+        run_id: str,
+        refused: set[tuple[str, str, datetime]],
+    ) -> None:
+        self._changes, self._cr_id, self._run_id = changes, cr_id, UUID(run_id)
+        self._refused = set(refused)
+        self._stop = threading.Event()
+        # the Prefect settings (the API) live in this thread's context: the watcher gets a copy
+        run = contextvars.copy_context().run
+        self._thread = threading.Thread(target=run, args=(self._watch,), daemon=True)
+
+    def __enter__(self) -> _BackendWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(BACKEND_POLL_S):
+            try:
+                decided = self._changes.decision(self._cr_id)
+                if decided is None or decided.source is None:
+                    continue  # none yet, or the backend's decisions are the CR's own (git)
+                cr = self._changes.get(self._cr_id)
+                if _backend_decision(self._changes, cr, self._refused) is None:
+                    continue
+                # no authority in the input: the run reads the decision from the backend
+                resume_flow_run(
+                    self._run_id, run_input={"approved": False, "by": "", "recorded": True}
+                )
+                return
+            except Exception as exc:  # the next poll tries again; the timeout still holds
+                get_run_logger().warning("asking the backend for a decision failed: %s", exc)
 
 
 def _pause(

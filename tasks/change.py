@@ -43,6 +43,9 @@ def read_change_request(changes: ChangeManagement, cr_id: str) -> ChangeRequest:
 
 
 @task(name="list-change-requests", **IO)
-def list_change_requests(changes: ChangeManagement) -> list[ChangeRequest]:
-    """Every change request, in id order."""
-    return changes.list()
+def list_change_requests(
+    changes: ChangeManagement, environment: str | None = None, open_only: bool = False
+) -> list[ChangeRequest]:
+    """The change requests of `environment` (every one when None), only open ones with
+    `open_only`, in id order; the backend reads no others."""
+    return changes.list(environment, open_only)

@@ -22,6 +22,7 @@ __all__ = [
     "record_report",
     "record_storage_check",
     "store_summary",
+    "verify_evidence",
 ]
 
 
@@ -133,3 +134,16 @@ def record_storage_check(
 def read_evidence(locker: EvidenceStore, evidence_ids: list[str]) -> list[Evidence]:
     """Read evidence records by id, each re-hashed on the way."""
     return [locker.get_evidence(evidence_id) for evidence_id in evidence_ids]
+
+
+@task(name="verify-evidence", **IO)
+def verify_evidence(locker: EvidenceStore, evidence_ids: list[str]) -> list[str]:
+    """Re-hash evidence records and their attachments; one line per one that does not verify.
+
+    A deployment asks this of the records its CR relies on: an attachment replaced in the
+    store since it was recorded (a new latest version under Object Lock) shows here.
+    """
+    broken = locker.verify_evidence(evidence_ids).broken
+    for line in broken:
+        get_run_logger().warning("does not verify: %s", line)
+    return broken

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import task
 
+from blocks.authorship import commit_author
+from changeflow.authors import CommitAuthor
 from changeflow.delta import Delta
 from changeflow.models import InventoryEntry, Promotion
 from changeflow.ports import Inventory
@@ -13,6 +17,7 @@ __all__ = [
     "add_entries",
     "move_labels",
     "promote_entries",
+    "read_commit_author",
     "read_delta",
     "read_entries",
     "read_labels",
@@ -25,6 +30,12 @@ __all__ = [
 def read_entries(inventory: Inventory, ref: str) -> dict[str, InventoryEntry]:
     """Every entry at a branch, tag or commit (none when it does not exist yet)."""
     return inventory.entries(ref) if inventory.resolve(ref) else {}
+
+
+@task(name="read-commit-author", **IO)
+def read_commit_author(workdir: Path, commit_sha: str) -> CommitAuthor | None:
+    """The author (and SSH signing key) of the commit CI checked out, for its entries."""
+    return commit_author(workdir, commit_sha)
 
 
 @task(name="add-entries", **IO)

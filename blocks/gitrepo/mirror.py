@@ -205,35 +205,49 @@ class GitMirror:
                 if tmp.exists():
                     shutil.rmtree(tmp, ignore_errors=True)
 
-    def _fetch(self) -> None:
+    def _fetch(self, only: str | None = None) -> None:
         # A fetch that finds nothing new still checks that every remote tip is connected,
         # walking every tree in the inventory: its cost grows with the inventory. Listing the
         # remote refs and comparing them with the mirror's is cheap and usually ends here.
-        listed = self._run("ls-remote", "--refs", "--heads", "--tags", "origin", network=True)[1]
-        remote = sorted(listed.decode("utf-8", "replace").splitlines())
+        # `only` (a full branch ref) fetches that branch alone: a writer of one branch among
+        # many does not fetch what the others wrote.
+        listed = self._run(
+            "ls-remote",
+            "--refs",
+            *(["origin", only] if only else ["--heads", "--tags", "origin"]),
+            network=True,
+        )[1]
+        remote = sorted(line for line in listed.decode("utf-8", "replace").splitlines()
+                        if not only or line.endswith(f"\t{only}"))  # fmt: skip
         local = self._run(
-            "for-each-ref", "--format=%(objectname)%09%(refname)", "refs/heads/", "refs/tags/"
+            "for-each-ref",
+            "--format=%(objectname)%09%(refname)",
+            *([only] if only else ["refs/heads/", "refs/tags/"]),
         )[1]
         if remote == sorted(local.decode("utf-8", "replace").splitlines()):
             return
+        if only and not remote:
+            return  # the branch does not exist (yet): nothing to fetch or prune
+        everything = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]
+        refspecs = [f"+{only}:{only}"] if only else everything
         self._run(
             "fetch",
             "--quiet",
-            "--prune",
+            *([] if only else ["--prune"]),
             "--force",
             "--no-tags",
             "--update-head-ok",
             "--no-write-fetch-head",
             "origin",
-            "+refs/heads/*:refs/heads/*",
-            "+refs/tags/*:refs/tags/*",
+            *refspecs,
             network=True,
         )
 
-    def fetch(self) -> None:
-        """Bring the mirror up to date with the remote (every branch and tag; prunes too)."""
+    def fetch(self, only: str | None = None) -> None:
+        """Bring the mirror up to date with the remote (every branch and tag; prunes too), or
+        only the branch `only` (a full ref)."""
         with self._locked():
-            self._fetch()
+            self._fetch(only)
 
 
 def _private(path: Path) -> None:

@@ -8,20 +8,17 @@ is rewritten only along the paths that changed, so costs follow the change, not 
 from __future__ import annotations
 
 import re
-import tempfile
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
-from blocks.gitrepo.errors import UnknownRef, check_path, full_ref
-from blocks.gitrepo.mirror import NETWORK_TIMEOUT, GitMirror
+from blocks.gitrepo.errors import UnknownRef, full_ref
+from blocks.gitrepo.mirror import NETWORK_TIMEOUT
+from blocks.gitrepo.trees import Blob, GitTrees, TreeEntry
 from changeflow.ports import Commit
 
-__all__ = ["GitObjects"]
+__all__ = ["Blob", "GitObjects", "TreeEntry"]
 
 _HEX_RE = re.compile(r"^[0-9a-f]{4,64}$")
-# A tree entry as `ls-tree` gives it: (mode, type, sha).
-TreeEntry = tuple[str, str, str]
+_LOG_FORMAT = "--format=%H%x1f%an <%ae>%x1f%aI%x1f%B"
 
 
 def _usable(paths: list[str]) -> list[str]:
@@ -29,37 +26,21 @@ def _usable(paths: list[str]) -> list[str]:
     return [p for p in dict.fromkeys(paths) if p and not any(c in p for c in "\n\r\0")]
 
 
-class GitObjects(GitMirror):
+class GitObjects(GitTrees):
     """Reads refs, trees, blobs and history from the mirror, and writes blobs and trees to it."""
 
     def __init__(
         self, url: str, cache_dir: Path | str, *, timeout: float = NETWORK_TIMEOUT
     ) -> None:
         super().__init__(url, cache_dir, timeout=timeout)
-        self._empty_tree: str | None = None
         self._known_commits: set[str] = set()
 
     # ----------------------------------------------------------------------------- plumbing
 
-    def _cat_batch(self, names: list[str]) -> list[tuple[str, bytes] | None]:
-        """Read many objects with one `cat-file --batch`: (type, content) or None if missing."""
-        if not names:
-            return []
-        out = self._run("cat-file", "--batch", stdin="".join(f"{n}\n" for n in names).encode())[1]
-        results: list[tuple[str, bytes] | None] = []
-        pos = 0
-        for _ in names:
-            end = out.index(b"\n", pos)
-            header = out[pos:end].decode("utf-8", "replace")
-            pos = end + 1
-            fields = header.rsplit(" ", 2)
-            if len(fields) == 3 and fields[2].isdigit():
-                size = int(fields[2])
-                results.append((fields[1], out[pos : pos + size]))
-                pos += size + 1  # the content is followed by a newline
-            else:
-                results.append(None)  # "<name> missing" or "<name> ambiguous"
-        return results
+    def refs(self, prefix: str) -> dict[str, str]:
+        """Return full ref name → object sha of the mirror's refs under `prefix` (as fetched)."""
+        out = self._text("for-each-ref", "--format=%(refname)%09%(objectname)", prefix)
+        return dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
 
     def _peel_pairs(self, pairs: list[tuple[str, str]]) -> list[str | None]:
         """Peel each (name, kind) to an object of that kind with one process; None if not."""
@@ -98,94 +79,6 @@ class GitObjects(GitMirror):
         if len(self._known_commits) > 4096:
             self._known_commits.clear()
         self._known_commits.add(sha)
-
-    def _ls_tree(self, tree: str) -> dict[str, TreeEntry]:
-        out = self._run("ls-tree", "-z", tree)[1]
-        entries: dict[str, TreeEntry] = {}
-        for record in out.split(b"\0"):
-            if not record:
-                continue
-            meta, _, name = record.partition(b"\t")
-            mode, kind, sha = meta.decode().split(" ")
-            entries[name.decode("utf-8")] = (mode, kind, sha)
-        return entries
-
-    def _mktree(self, entries: dict[str, TreeEntry]) -> str:
-        body = b"".join(
-            f"{mode} {kind} {sha}\t{name}\0".encode() for name, (mode, kind, sha) in entries.items()
-        )
-        return self._text("mktree", "-z", stdin=body)
-
-    def _hash_blobs(self, blobs: list[bytes]) -> list[str]:
-        """Write blobs into the mirror with one `hash-object` process; return their shas."""
-        if not blobs:
-            return []
-        with tempfile.TemporaryDirectory(dir=self.cache_dir, prefix=".blobs-") as tmp:
-            paths = []
-            for i, data in enumerate(blobs):
-                path = Path(tmp) / str(i)
-                path.write_bytes(data)
-                paths.append(str(path))
-            out = self._text(
-                "hash-object",
-                "-w",
-                "--no-filters",
-                "--stdin-paths",
-                stdin="\n".join(paths).encode(),
-            )
-        return out.split()
-
-    def _build_tree(self, tree: str | None, node: dict[str, Any]) -> str | None:
-        """Apply `node` (name → blob sha, None to delete, or a sub-node) to `tree`.
-
-        Only the trees on changed paths are read and written; returns None for an empty tree.
-        """
-        entries = self._ls_tree(tree) if tree else {}
-        before = dict(entries)
-        for name, change in node.items():
-            current = entries.get(name)
-            if isinstance(change, dict):
-                child = current[2] if current and current[1] == "tree" else None
-                new = self._build_tree(child, change)
-                if new is None:
-                    entries.pop(name, None)
-                else:
-                    entries[name] = ("040000", "tree", new)
-            elif change is None:
-                entries.pop(name, None)
-            else:
-                mode = current[0] if current and current[1] == "blob" else "100644"
-                entries[name] = (mode, "blob", change)
-        if not entries:
-            return None
-        if tree and entries == before:
-            return tree
-        return self._mktree(entries)
-
-    def _write_tree(self, base: str | None, changes: Mapping[str, bytes | None]) -> str:
-        """Write the tree of `base` with `changes` applied (path → content, None deletes)."""
-        written = [(p, d) for p, d in sorted(changes.items()) if d is not None]
-        shas = dict(
-            zip([p for p, _ in written], self._hash_blobs([d for _, d in written]), strict=True)
-        )
-        root: dict[str, Any] = {}
-        for path in sorted(changes):
-            parts = check_path(path)
-            node = root
-            for part in parts[:-1]:
-                child = node.setdefault(part, {})
-                if not isinstance(child, dict):
-                    raise ValueError(f"{path!r} is below the file {part!r} written too")
-                node = child
-            if isinstance(node.get(parts[-1]), dict):
-                raise ValueError(f"{path!r} is written both as a file and as a folder")
-            node[parts[-1]] = shas.get(path)
-        return self._build_tree(base, root) or self._empty()
-
-    def _empty(self) -> str:
-        if self._empty_tree is None:
-            self._empty_tree = self._mktree({})
-        return self._empty_tree
 
     # ------------------------------------------------------------------------------- reads
 
@@ -317,7 +210,7 @@ class GitObjects(GitMirror):
         head = self.resolve(ref)
         if head is None:
             return []
-        args = ["log", "-z", "--format=%H%x1f%an <%ae>%x1f%aI%x1f%B", head]
+        args = ["log", "-z", _LOG_FORMAT, head]
         if exclude is not None and (base := self.resolve(exclude)):
             args.append(f"^{base}")
         if since:
@@ -326,6 +219,16 @@ class GitObjects(GitMirror):
             args.append(f"--max-count={max_count}")
         if path:
             args += ["--", path]
+        return self._commits(args)
+
+    def commits_between(self, tips: list[str], bases: list[str]) -> list[Commit]:
+        """Return the commits reachable from any of `tips` and from none of `bases`, newest
+        first, with one process."""
+        if not tips:
+            return []
+        return self._commits(["log", "-z", _LOG_FORMAT, *tips, *(f"^{b}" for b in bases), "--"])
+
+    def _commits(self, args: list[str]) -> list[Commit]:
         commits = []
         for record in self._run(*args)[1].decode("utf-8", "replace").split("\0"):
             if record.strip():

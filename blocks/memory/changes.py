@@ -12,7 +12,7 @@ import secrets
 import threading
 from collections.abc import Callable
 
-from changeflow.change_ids import change_number, format_change_id
+from changeflow.change_ids import change_number, check_listing, format_change_id, listed
 
 # the texts of a change's history entry are those the git and ServiceNow backends write
 from changeflow.change_notes import author_of, describe_change
@@ -113,10 +113,22 @@ class MemoryChangeManagement:
             raise BadInput(f"unknown change request {id}")
         return found.model_copy(deep=True)
 
-    def list(self) -> builtins.list[ChangeRequest]:
-        """Every CR, in id order."""
+    def list(
+        self, environment: str | None = None, open_only: bool = False
+    ) -> builtins.list[ChangeRequest]:
+        """The CRs of `environment` (every one when None), only open ones with `open_only`, in
+        id order.
+
+        Raises:
+            BadInput: for a name that cannot be an environment.
+        """
+        check_listing(environment)
         with self._lock:
-            return [self._records[i].model_copy(deep=True) for i in sorted(self._records)]
+            return [
+                self._records[i].model_copy(deep=True)
+                for i in sorted(self._records)
+                if listed(self._records[i], environment, open_only)
+            ]
 
     def history(self, id: str) -> builtins.list[Commit]:
         """Every change of one CR, newest first (none for an unknown id)."""

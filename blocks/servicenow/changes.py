@@ -7,11 +7,13 @@ close code); the full changeflow record is attached to the change request as
 work note saying what changed, who and why, so the journal is the audit trail.
 `correlation_id` points at the attachment that holds the current version, and
 `correlation_display = changeflow` marks changeflow's records. A decision taken in ServiceNow
-itself (the record's `approval` set to approved or rejected) is read by `decision`; changeflow
+itself (the record's `approval` set to approved or rejected) is read by `decision`, with who
+set it from the audit trail (`sys_audit`, which the API user must be able to read); changeflow
 never writes that field: a decision recorded through changeflow lives in the attached record.
 
-Uses the Table API (`/api/now/table/change_request`, `/api/now/table/sys_journal_field`) and the
-Attachment API (`/api/now/attachment/file`, `/api/now/attachment/{sys_id}/file`).
+Uses the Table API (`/api/now/table/change_request`, `/api/now/table/sys_journal_field`,
+`/api/now/table/sys_audit`) and the Attachment API (`/api/now/attachment/file`,
+`/api/now/attachment/{sys_id}/file`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from blocks.servicenow.client import (
     moment,
     servicenow_time,
 )
-from changeflow.change_ids import is_change_id
+from changeflow.change_ids import CLOSED_STATES, check_listing, is_change_id, listed
 from changeflow.change_notes import describe_change
 from changeflow.errors import BadInput, IntegrityError
 from changeflow.models import Approval, ChangeRequest, ChangeState, CloseCategory, Priority
@@ -49,6 +51,8 @@ __all__ = [
 ATTACHMENT_NAME = "changeflow-cr.json"
 _TABLE = "change_request"
 _PATH = f"/api/now/table/{_TABLE}"
+# The short description: a listing selects one environment's records by its start.
+_SUMMARY = "changeflow: deploy to {} / {}"
 # A placeholder id for the draft built before ServiceNow has numbered the record.
 _PLACEHOLDER = "CHG0000000"
 # The `approval` values that are a decision; "not requested" and "requested" are not (yet).
@@ -88,7 +92,7 @@ def change_fields(cr: ChangeRequest) -> dict[str, str]:
     reasons = "\n".join(f"- {r}" for r in cr.readiness_reasons) or "every required check passed"
     description = cr.description or f"Deploy {len(cr.delta)} changed entries"
     return {
-        "short_description": f"changeflow: deploy to {cr.environment} / {cr.region}"[:160],
+        "short_description": _SUMMARY.format(cr.environment, cr.region)[:160],
         "description": (
             f"{description}\n\nDeployment ready: {'yes' if cr.deployment_ready else 'no'}\n"
             f"{reasons}\n\nEvidence summary: {cr.evidence_summary_url or '(none)'} "
@@ -261,10 +265,30 @@ class ServiceNowChangeManagement(ServiceNowBlock):
         """
         return self._record(self._own(id))
 
-    def list(self) -> builtins.list[ChangeRequest]:
-        """Return every changeflow change request, sorted by id."""
-        rows = self.rows(_TABLE, f"correlation_display={MARKER}^ORDERBYnumber")
-        return sorted((self._record(row) for row in rows), key=lambda cr: cr.id)
+    def list(
+        self, environment: str | None = None, open_only: bool = False
+    ) -> builtins.list[ChangeRequest]:
+        """Return the changeflow change requests of `environment` (every one when None), only
+        open ones with `open_only`, sorted by id.
+
+        The Table API query selects them (the environment by the short description changeflow
+        writes, open ones by state), so the attachments of the others are never read.
+
+        Raises:
+            BadInput: for a name that cannot be an environment.
+        """
+        check_listing(environment)
+        query = [f"correlation_display={MARKER}"]
+        if environment is not None:
+            query.append(f"short_descriptionSTARTSWITH{_SUMMARY.format(environment, '')}")
+        if open_only:
+            closed = ",".join(STATES[ChangeState(s)] for s in sorted(CLOSED_STATES))
+            query.append(f"stateNOT IN{closed}")
+        rows = self.rows(_TABLE, "^".join([*query, "ORDERBYnumber"]))
+        found = (self._record(row) for row in rows)
+        return sorted(
+            (cr for cr in found if listed(cr, environment, open_only)), key=lambda c: c.id
+        )
 
     def history(self, id: str) -> builtins.list[Commit]:
         """Return the work notes of a change request, newest first; empty for an unknown id.
@@ -291,9 +315,11 @@ class ServiceNowChangeManagement(ServiceNowBlock):
     def decision(self, id: str) -> Approval | None:
         """The decision taken in ServiceNow: the record's `approval`, approved or rejected.
 
-        The approver is the user who last updated the record (`sys_updated_by`), when it was
-        decided `sys_updated_on`; None while the approval is not requested or requested.
-        Decisions recorded through changeflow live in the change request itself (`get`).
+        The approver and the time are those of the audit record (`sys_audit`) of the change to
+        `approval`, not the record's `sys_updated_by`: changeflow's own later writes update the
+        record, and must not take the decision over. None while the approval is not requested
+        or requested. Decisions recorded through changeflow live in the change request itself
+        (`get`).
 
         Raises:
             BadInput: when there is no changeflow change request with that id.
@@ -302,12 +328,20 @@ class ServiceNowChangeManagement(ServiceNowBlock):
         decided = _DECISIONS.get(row.get("approval", ""))
         if decided is None:
             return None
+        query = (
+            f"tablename={_TABLE}^documentkey={row['sys_id']}^fieldname=approval"
+            "^ORDERBYDESCsys_created_on"
+        )
+        audits = self.rows("sys_audit", query, limit=1)
+        audit = audits[0] if audits and audits[0].get("newvalue") == decided else {}
         approval = Approval(
-            by=row.get("sys_updated_by") or "servicenow",
+            # without a readable audit record (no read access to sys_audit): ServiceNow's word
+            by=audit.get("user") or "servicenow",
             decision=decided,
             comment=f"{decided} in ServiceNow",
+            source="servicenow",
         )
-        when = moment(row.get("sys_updated_on", ""))
+        when = moment(audit.get("sys_created_on", "") or row.get("sys_updated_on", ""))
         return approval.model_copy(update={"date": when}) if when else approval
 
 

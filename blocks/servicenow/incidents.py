@@ -55,6 +55,7 @@ def incident_fields(incident: Incident) -> dict[str, str]:
         f"tool: {incident.tool} ({incident.evidence_type_id})",
         f"finding: {incident.finding_id} ({incident.severity.value})",
         f"found: {incident.found}, due: {incident.due}",
+        *(f"in {env}: found {f.found}, due {f.due}" for env, f in incident.environments.items()),
         f"evidence: {incident.evidence_id}",
         *([incident.url] if incident.url else []),
     ]
@@ -66,7 +67,8 @@ def incident_fields(incident: Incident) -> dict[str, str]:
         "urgency": urgency,
         "impact": impact,
         "state": _OPEN if opened else _RESOLVED,
-        "due_date": servicenow_time(incident.due),
+        # the earliest of the environments it was found in (CI's own before any)
+        "due_date": servicenow_time(incident.due_in()),
         "correlation_id": incident.id,
         "correlation_display": MARKER,
         "close_code": "" if opened else _CLOSE_CODE,

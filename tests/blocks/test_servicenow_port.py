@@ -151,6 +151,21 @@ def test_a_decision_taken_in_servicenow_is_read_back(
         snow.decision("CHG9999999")
 
 
+def test_a_decision_stays_its_approvers_when_changeflow_writes_the_record_after(
+    snow: ServiceNowChangeManagement, fake: ServiceNowFake
+) -> None:
+    cr = transition(snow.create(draft), ChangeState.authorize, by="changeflow", why="assessed")
+    sys_id = fake.records(f"number={cr.id}")[0]["sys_id"]
+    with as_user(fake, "cab.approver") as client:
+        client.patch(f"/api/now/table/change_request/{sys_id}", json={"approval": "approved"})
+    decided = snow.decision(cr.id)
+    assert decided is not None and decided.source == "servicenow"
+    snow.update(record_decision(cr, decided), "approved in ServiceNow")
+    assert fake.records(f"number={cr.id}")[0]["sys_updated_by"] == fake.username
+    # the API user wrote last; the decision is still the CAB member's, at the same moment
+    assert snow.decision(cr.id) == decided and decided.by == "cab.approver"
+
+
 def test_a_decision_recorded_through_changeflow_is_not_servicenows(
     snow: ServiceNowChangeManagement,
 ) -> None:

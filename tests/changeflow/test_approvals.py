@@ -17,6 +17,7 @@ from changeflow.approvals import (
     text_to_sign,
 )
 from changeflow.approvers import Approval, ApprovalRule, Approver, normalize_signature
+from changeflow.authors import CommitAuthor
 from changeflow.change import cancel, close, record_decision, transition
 from changeflow.errors import BadInput
 from changeflow.models import ChangeRequest, ChangeState, ChangeType, CloseCategory
@@ -117,10 +118,10 @@ def test_separation_of_duties_by_assignee_author_or_key() -> None:
     )
     cr = waiting(rule)
     assert refused(cr, signed(cr, "carol@example.com"), rule).startswith("separation of duties: ")
-    by_name = waiting(rule, delta_authors=["Bob <BOB@example.com>"])
+    by_name = waiting(rule, delta_authors=[CommitAuthor(identity="Bob <BOB@example.com>")])
     message = refused(by_name, signed(by_name, "bob@example.com"), rule)
-    assert message.startswith("separation of duties: ") and "wrote a commit" in message
-    by_key = waiting(rule, delta_authors=[KEY_A])
+    assert message.startswith("separation of duties: ") and "written by them" in message
+    by_key = waiting(rule, delta_authors=[CommitAuthor(identity="A <a@elsewhere>", key=KEY_A)])
     assert refused(by_key, signed(by_key, "alice@example.com"), rule).startswith("separation")
 
 

@@ -107,15 +107,30 @@ class QueryError(ValueError):
     """A sysparm_query the fake cannot parse."""
 
 
-def parse_query(query: str, known: frozenset[str]) -> tuple[list[tuple[str, str]], list[str]]:
-    """Parse an encoded query into (field, value) equality terms and order-by fields.
+_OPERATORS = ("STARTSWITH", "NOT IN", "IN", "=")
+Term = tuple[str, str, str]
+
+
+def _term(term: str, known: frozenset[str]) -> Term:
+    """One `field<operator>value` term (operators: `=`, `IN`, `NOT IN`, `STARTSWITH`)."""
+    for operator in _OPERATORS:
+        name, sep, value = term.partition(operator)
+        if sep and name and name.isidentifier():
+            if name not in known:
+                raise QueryError(f"unknown field {name!r} in query")
+            return name, operator, value
+    raise QueryError(f"unsupported query term {term!r}")
+
+
+def parse_query(query: str, known: frozenset[str]) -> tuple[list[Term], list[str]]:
+    """Parse an encoded query into (field, operator, value) terms and order-by fields.
 
     Order fields are returned as `field` or `-field` (descending).
 
     Raises:
-        QueryError: for an operator other than `=`, or an unknown field.
+        QueryError: for another operator, or an unknown field.
     """
-    terms: list[tuple[str, str]] = []
+    terms: list[Term] = []
     order: list[str] = []
     for term in query.split("^") if query else []:
         if term.startswith("ORDERBYDESC"):
@@ -123,12 +138,7 @@ def parse_query(query: str, known: frozenset[str]) -> tuple[list[tuple[str, str]
         elif term.startswith("ORDERBY"):
             name, desc = term.removeprefix("ORDERBY"), False
         else:
-            name, sep, value = term.partition("=")
-            if not sep or not name or any(c in name for c in "!<>"):
-                raise QueryError(f"unsupported query term {term!r}")
-            if name not in known:
-                raise QueryError(f"unknown field {name!r} in query")
-            terms.append((name, value))
+            terms.append(_term(term, known))
             continue
         if name not in known:
             raise QueryError(f"unknown order field {name!r}")
@@ -136,11 +146,21 @@ def parse_query(query: str, known: frozenset[str]) -> tuple[list[tuple[str, str]
     return terms, order
 
 
+def _matches(row: dict[str, str], term: Term) -> bool:
+    name, operator, value = term
+    got = row.get(name, "")
+    if operator == "STARTSWITH":
+        return got.startswith(value)
+    if operator in ("IN", "NOT IN"):
+        return (got in value.split(",")) == (operator == "IN")
+    return got == value
+
+
 def select(
     rows: list[dict[str, str]], query: str, known: frozenset[str], limit: str | None
 ) -> list[dict[str, str]]:
     terms, order = parse_query(query, known)
-    found = [r for r in rows if all(r.get(k, "") == v for k, v in terms)]
+    found = [r for r in rows if all(_matches(r, t) for t in terms)]
     for key in reversed(order):
         name = key.lstrip("-")
         found.sort(key=lambda r, n=name: (r.get(n, ""), r.get("_seq", "")), reverse=key[0] == "-")

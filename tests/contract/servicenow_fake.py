@@ -11,6 +11,8 @@ and `incident` tables alike:
   `comments` appends a journal entry (`sys_journal_field`) instead of storing the field.
   Every write stamps `sys_updated_on` and `sys_updated_by` (the authenticated user).
 - `GET /api/now/table/sys_journal_field?sysparm_query=element_id=...^element=work_notes`.
+- `GET /api/now/table/sys_audit?sysparm_query=documentkey=...^fieldname=approval`: every change
+  of a field (`oldvalue`, `newvalue`, `user`, `sys_created_on`), as ServiceNow audits its tables.
 - `POST /api/now/attachment/file?table_name=&table_sys_id=&file_name=` stores the body;
   `GET /api/now/attachment?sysparm_query=...` lists attachments; `GET
   /api/now/attachment/{sys_id}/file` returns the bytes.
@@ -82,6 +84,7 @@ class ServiceNowFake:
     changes: dict[str, dict[str, str]] = field(default_factory=dict)
     incidents: dict[str, dict[str, str]] = field(default_factory=dict)
     journal: list[dict[str, str]] = field(default_factory=list)
+    audit: list[dict[str, str]] = field(default_factory=list)
     attachments: dict[str, dict[str, str]] = field(default_factory=dict)
     blobs: dict[str, bytes] = field(default_factory=dict)
     requests: list[tuple[str, str]] = field(default_factory=list, repr=False)
@@ -130,6 +133,7 @@ class ServiceNowFake:
         return Starlette(
             routes=[
                 Route(f"{table}/sys_journal_field", self._journal, methods=["GET"]),
+                Route(f"{table}/sys_audit", self._audit, methods=["GET"]),
                 Route(f"{table}/{{table}}", self._records, methods=["GET", "POST"]),
                 Route(f"{table}/{{table}}/{{sys_id}}", self._record, methods=["GET", "PATCH"]),
                 Route("/api/now/attachment/file", self._attach, methods=["POST"]),
@@ -203,6 +207,21 @@ class ServiceNowFake:
                         "value": value,
                         "sys_created_on": stamp(),
                         "sys_created_by": user,
+                        "_seq": f"{next(self._seq):012d}",
+                    }
+                )
+        for field_name, value in after.items():
+            if record.get(field_name) != value and "sys_id" in record:
+                self.audit.append(
+                    {
+                        "sys_id": uuid.uuid4().hex,
+                        "tablename": name,
+                        "documentkey": record["sys_id"],
+                        "fieldname": field_name,
+                        "oldvalue": record.get(field_name, ""),
+                        "newvalue": value,
+                        "user": user,
+                        "sys_created_on": stamp(),
                         "_seq": f"{next(self._seq):012d}",
                     }
                 )
@@ -284,6 +303,10 @@ class ServiceNowFake:
     async def _journal(self, request: Request) -> Response:
         known = {"sys_id", "element_id", "element", "name", "value", "sys_created_on"}
         return await self._list(request, self.journal, known)
+
+    async def _audit(self, request: Request) -> Response:
+        known = {"sys_id", "tablename", "documentkey", "fieldname", "newvalue", "user"}
+        return await self._list(request, self.audit, known | {"sys_created_on"})
 
     async def _attach(self, request: Request) -> Response:
         if (denied := await self._guard(request)) is not None:

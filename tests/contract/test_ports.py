@@ -33,6 +33,7 @@ from changeflow.models import (
     Asset,
     ChangeRequest,
     ChangeState,
+    CloseCategory,
     Evidence,
     Finding,
     Severity,
@@ -286,6 +287,36 @@ def test_each_change_is_one_history_entry(changes: Opened[ChangeManagement]) -> 
         assert decided is None
     else:
         assert decided is not None and (decided.by, decided.decision) == ("alice", "approved")
+
+
+def test_a_listing_reads_one_environment_or_the_open_ones(
+    changes: Opened[ChangeManagement],
+) -> None:
+    store = changes.store
+
+    def file(environment: str, region: str) -> ChangeRequest:
+        return store.create(
+            lambda i: _draft(region)(i).model_copy(update={"environment": environment})
+        )
+
+    prod, staging, prod_eu = file("prod", "r1"), file("staging", "r1"), file("prod", "eu-de")
+    closed = prod.model_copy(
+        update={"state": ChangeState.closed, "close_category": CloseCategory.successful}
+    )
+    store.update(closed, "closed: deployed")
+    reader = changes.another()  # what another run reads, not this handle's memory
+    assert [c.id for c in reader.list()] == [prod.id, staging.id, prod_eu.id]
+    assert [c.id for c in reader.list("prod")] == [prod.id, prod_eu.id]
+    assert [c.id for c in reader.list("prod", open_only=True)] == [prod_eu.id]
+    assert [c.id for c in reader.list(open_only=True)] == [staging.id, prod_eu.id]
+    assert reader.list("dev") == [] and reader.list("pro") == []  # no prefix matches
+    # reopened, it is listed as open again; the record listed is the current one
+    reopened = closed.model_copy(update={"state": ChangeState.implement, "close_category": None})
+    store.update(reopened, "reopened")
+    assert reader.list("prod", open_only=True) == [reopened, prod_eu]
+    for bad in ("../prod", "prod/r1", "", "prod^stateIN3"):
+        with pytest.raises(BadInput):
+            reader.list(bad)
 
 
 def test_concurrent_filings_get_distinct_ids(changes: Opened[ChangeManagement]) -> None:

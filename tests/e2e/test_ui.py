@@ -1,12 +1,20 @@
 """A release manager's view, in a real browser: the paused deploy run and its change request.
 
 A deploy whose evidence fails pauses for approval; headless Chromium opens the Prefect UI that
-`prefect server start` serves and must show the run Paused and the CR artifact; then the CR is
-approved from another process, as a person would, and the deployment finishes.
+`prefect server start` serves and must show the run Paused and the CR rendered on its artifact's
+own page; then the CR is approved from another process, as a person would, and the deployment
+finishes.
+
+The screenshots in `docs/` come from here: `UI_SCREENSHOTS=docs` (or another folder)
+writes them; without it none are taken, which keeps the test as fast as it can be. (Not a
+`CHANGEFLOW_*` name: tests/conftest.py clears those, so no test inherits a developer's stack.)
 """
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -16,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from stack_support import register_deployment
 
@@ -30,10 +39,29 @@ from cli.local_stack import init_bare_repo
 pytestmark = pytest.mark.timeout(900)
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS = ROOT / "docs"
 CHROMIUM = "/usr/bin/chromium"
 ENV, REGION = "staging", "us-south"
 CLI = [sys.executable, "-m", "cli"]
+
+
+def _shot_path(name: str) -> Path | None:
+    """Where screenshot `name` goes: the folder `UI_SCREENSHOTS` names; None: take none."""
+    folder = os.environ.get("UI_SCREENSHOTS")
+    if not folder:
+        return None
+    where = Path(folder) if Path(folder).is_absolute() else ROOT / folder
+    where.mkdir(parents=True, exist_ok=True)
+    return where / name
+
+
+def _screenshot(url: str, profile: Path, name: str, size: str, ready: str) -> None:
+    """Write screenshot `name` of `url`, once the page shows `ready` and its fade-in is over."""
+    shot = _shot_path(name)
+    if shot is None:
+        return
+    shot.unlink(missing_ok=True)
+    _devtools(url, profile.with_name(f"cdp-{shot.stem}"), _SETTLED % json.dumps(ready), shot, size)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
 
 
 def _chromium(url: str, profile: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -64,6 +92,88 @@ def _page_text(url: str, profile: Path, want: Callable[[str], bool], within_s: f
         if want(text) or time.monotonic() > deadline:
             return text
         time.sleep(1)
+
+
+# In the page: wait until it shows a text, then for its animations to end.
+_SETTLED = """
+(async () => {
+  for (const end = Date.now() + 90000; Date.now() < end; ) {
+    if (document.body && document.body.innerText.includes(%s)) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  await new Promise((r) => setTimeout(r, 1500));
+  return document.body.innerText;
+})()
+"""
+# In the page: wait for the run's Resume button, click it, wait for the form to show the CR.
+_OPEN_RESUME_FORM = """
+(async () => {
+  const until = async (test, ms) => {
+    for (const end = Date.now() + ms; Date.now() < end; ) {
+      const found = test();
+      if (found) return found;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    return null;
+  };
+  const buttons = () => [...document.querySelectorAll("button")];
+  const resume = await until(() => buttons().find((b) => b.innerText.trim() === "Resume"), 90000);
+  if (!resume) return "no Resume button: " + document.body.innerText;
+  resume.click();
+  await until(() => document.body.innerText.includes("Approvals:"), 60000);
+  await new Promise((r) => setTimeout(r, 500));
+  return document.body.innerText;
+})()
+"""
+
+
+def _devtools(url: str, profile: Path, expression: str, shot: Path | None, size: str) -> str:
+    """Open `url` in headless Chromium, evaluate `expression` in the page (through the DevTools
+    protocol: it can click) and return its value; with `shot`, write a PNG of the page there."""
+    from websockets.sync.client import connect
+
+    profile.mkdir(parents=True, exist_ok=True)
+    (profile / "DevToolsActivePort").unlink(missing_ok=True)
+    browser = subprocess.Popen(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         "--no-first-run", "--hide-scrollbars", f"--user-data-dir={profile}",
+         "--remote-debugging-port=0", f"--window-size={size}", url],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not (profile / "DevToolsActivePort").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        port = (profile / "DevToolsActivePort").read_text().split()[0]
+        with httpx.Client() as http:
+            pages = http.get(f"http://127.0.0.1:{port}/json").json()
+        [page] = [p for p in pages if p["type"] == "page"]
+        with connect(page["webSocketDebuggerUrl"], max_size=2**25) as ws:
+
+            def call(method: str, **params: Any) -> dict[str, Any]:
+                # the SPA replaces its document while it loads: evaluate again in the new one
+                for attempt in range(10):
+                    ws.send(json.dumps({"id": attempt, "method": method, "params": params}))
+                    answer = json.loads(ws.recv(timeout=180))
+                    while answer.get("id") != attempt:
+                        answer = json.loads(ws.recv(timeout=180))
+                    if "destroyed" not in answer.get("error", {}).get("message", ""):
+                        break
+                    time.sleep(0.5)
+                assert "result" in answer, answer
+                return dict(answer["result"])
+
+            found = call(
+                "Runtime.evaluate", expression=expression, awaitPromise=True,
+                returnByValue=True,
+            )  # fmt: skip
+            if shot is not None:
+                png = call("Page.captureScreenshot", format="png")["data"]
+                shot.write_bytes(base64.b64decode(png))
+        return str(found["result"].get("value", ""))
+    finally:
+        browser.kill()
+        browser.wait()
 
 
 def _wait_for(find: Callable[[], Any], process: subprocess.Popen[bytes], what: str) -> Any:
@@ -103,6 +213,10 @@ def test_release_manager_sees_the_paused_run_and_its_change_request(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from prefect import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactCollectionFilter,
+        ArtifactCollectionFilterKey,
+    )
 
     from flows.ci_flow import ci
     from flows.promote_flow import promote
@@ -151,24 +265,31 @@ def test_release_manager_sees_the_paused_run_and_its_change_request(
         assert "deploy" in text  # the flow's name, linked from the run
 
         key = f"change-request-{ENV}-{REGION}"
-        artifact_page = f"{ui}/artifacts/key/{key}"
-        text = _page_text(artifact_page, profile, lambda t: cr.id in t and run.name in t)
-        assert key in text, text[:2000]
-        assert f"{cr.id} (authorize)" in text, text[:2000]
+        with get_client(sync_client=True) as client:
+            [latest] = client.read_latest_artifacts(
+                artifact_filter=ArtifactCollectionFilter(
+                    key=ArtifactCollectionFilterKey(any_=[key])
+                )
+            )
+        # the CR itself, rendered on its artifact's own page (the key's page lists versions)
+        artifact_page = f"{ui}/artifacts/artifact/{latest.latest_id}"
+        text = _page_text(artifact_page, profile, lambda t: "Quorum" in t and run.name in t)
+        assert f"{cr.id}: deploy to {ENV} / {REGION}" in text, text[:2000]
+        assert "com.ibm.unit_tests is failure" in text, text[:2000]  # why it waits
+        assert "Deployment BOM" in text and "Backout plan" in text, text[:2000]
+        assert "nobody yet" in text and "1 more needed" in text, text[:2000]  # the quorum
         assert run.name in text, text[:2000]  # the artifact belongs to the paused run
         listing = _page_text(f"{ui}/artifacts", profile, lambda t: key in t)
         assert key in listing and cr.id in listing, listing[:2000]
 
-        DOCS.mkdir(exist_ok=True)
-        shot = DOCS / "ui-paused-run.png"
-        shot.unlink(missing_ok=True)
-        done = _chromium(run_page, profile, f"--screenshot={shot}", "--window-size=1400,1000")
-        assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
-        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
-        card = DOCS / "ui-change-request-artifact.png"
-        card.unlink(missing_ok=True)
-        done = _chromium(artifact_page, profile, f"--screenshot={card}", "--window-size=1400,1000")
-        assert done.returncode == 0 and card.exists(), done.stderr[-2000:]
+        _screenshot(run_page, profile, "ui-paused-run.png", "1400,1000", "Resume")
+        # the Resume form: the CR, the quorum and the exact text to sign, and a signature field
+        shot = _shot_path("ui-resume-form.png")
+        form = _devtools(run_page, tmp_path / "cdp", _OPEN_RESUME_FORM, shot, "1400,1300")
+        assert f"{cr.id}: deploy to {ENV} / {REGION}" in form, form[:3000]
+        assert "1 more needed" in form and "Unsigned approvals are accepted" in form, form[:3000]
+        assert "Signature" in form and "By" in form, form[:3000]
+        _screenshot(artifact_page, profile, "ui-change-request-artifact.png", "1400,1400", "Quorum")
 
         approved = subprocess.run(
             [*CLI, "cr", "approve", cr.id, "--by", "ui-test", "--comment", "seen in the UI"],
@@ -208,7 +329,4 @@ def test_the_run_form_offers_only_the_projects_environments_and_regions(
     assert re.search(r"Environment The environment \(an inventory branch\)\. prod staging ", text)
     assert re.search(r"Region The region to deploy to\. eu-de us-south ", text), text[:3000]
 
-    shot = DOCS / "ui-run-form.png"
-    shot.unlink(missing_ok=True)
-    done = _chromium(form, profile, f"--screenshot={shot}", "--window-size=1400,900")
-    assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
+    _screenshot(form, profile, "ui-run-form.png", "1400,900", "Region")

@@ -120,7 +120,8 @@ def test_verify_checks_every_approvals_signature_duties_and_quorum(
             f"{base.id}: approval 2 by bob@example.com: separation of duties: bob@example.com "
             f"is the promotion's assignee and may not decide {base.id}",
             f"{base.id}: approval 4 by alice@example.com: quorum: alice@example.com has "
-            f"already approved {base.id}; 0 more from other approvers needed",
+            # bob's refused approval does not count: one more is needed, not none (issue 13)
+            f"already approved {base.id}; 1 more from other approvers needed",
             f"{base.id}: quorum not met: approved by alice@example.com (1 of 2; 1 more needed)",
         ]
         # a signature over other content (a stale digest) does not verify either

@@ -1,7 +1,8 @@
 """The whole lifecycle through the flows, on real SeaweedFS, git remotes and a Prefect server.
 
-This is the demo's own story (three releases, seven change requests, one approved by a person
-through `changeflow cr approve`), checked fact by fact afterwards.
+This is the demo's own story (three releases, seven change requests, the failing release's
+approved through `changeflow cr approve` by two release managers, each with their own SSH key),
+checked fact by fact afterwards.
 """
 
 from __future__ import annotations
@@ -69,8 +70,11 @@ def test_failing_check_is_not_auto_approved_and_a_person_approves(lifecycle) -> 
     assert not last.deployment_ready
     assert any("com.ibm.unit_tests is failure" in r for r in last.readiness_reasons)
     assert last.failed_evidence
-    assert [a.by for a in last.approvals] == ["demo release manager"]
-    assert not last.approvals[0].automatic
+    # two release managers, each with the SSH key the demo made for them (quorum 2)
+    assert [a.by for a in last.approvals] == ["alice@example.com", "bob@example.com"]
+    assert all(a.signature and a.cr_digest and not a.automatic for a in last.approvals)
+    assert last.approval_rule is not None and last.approval_rule.approvals_required == 2
+    assert [a.identity for a in last.delta_authors] == ["changeflow demo <demo@changeflow.invalid>"]
     assert last.state is ChangeState.closed
     assert last.close_category is CloseCategory.successful_issues
 
@@ -83,7 +87,7 @@ def test_change_requests_are_files_with_history(lifecycle) -> None:  # type: ign
     assert f"changes/{last.id}.json" in files and f"changes/{last.id}.md" in files
     log = remote.git.log("--format=%s", "main", "--", f"changes/{last.id}.json").splitlines()
     assert len(log) >= 5
-    assert any("approved by demo release manager" in line for line in log)
+    assert any("approved by bob@example.com" in line for line in log)
 
 
 def test_tags_mark_what_is_deployed(lifecycle) -> None:  # type: ignore[no-untyped-def]

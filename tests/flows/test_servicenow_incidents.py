@@ -21,6 +21,7 @@ from blocks import stores as config
 from blocks.incidents import GitIncidents
 from blocks.servicenow import ServiceNowChangeManagement, ServiceNowIncidents
 from blocks.source import commit_all
+from changeflow.incidents import FoundIn
 from changeflow.models import ChangeState, Promotion
 from changeflow.requests import BuildRequest, DeploymentRequest, RecordStores
 from cli.local_stack import init_bare_repo
@@ -128,21 +129,20 @@ def test_servicenow_keeps_incidents_and_an_overdue_one_blocks_the_deploy(
     store = config.incidents(stores.incidents, stores.change_management)
     assert isinstance(store, ServiceNowIncidents)
     (opened,) = store.incidents()
-    assert (opened.asset_uri, opened.tool, opened.state) == (repo_url, "scanner", "open")
+    # one incident per artifact, tool and finding
+    artifact = config.inventory(None).entries("master")["tiny-app/bin"].provenance
+    assert (opened.asset_uri, opened.tool, opened.state) == (artifact, "scanner", "open")
     assert opened.finding_id == "scan::B105" and opened.due > date.today()
     (row,) = fake.records(f"correlation_id={opened.id}", table="incident")
     assert (row["state"], row["urgency"], row["impact"]) == ("1", "1", "2")
     assert not list((tmp_path / "remotes").glob("changes.git/refs/heads/*"))  # nothing in git
 
-    # a month and a half later, it is still open and overdue
+    # it has been running in prod for a month and a half: still open, and overdue there
     today = date.today()
+    in_prod = FoundIn(found=today - timedelta(days=45), due=today - timedelta(days=15))
     store.put_incidents(
-        [
-            opened.model_copy(
-                update={"found": today - timedelta(days=45), "due": today - timedelta(days=15)}
-            )
-        ],
-        "backdated: the finding was reported six weeks ago",
+        [opened.model_copy(update={"environments": {"prod": in_prod}})],
+        "backdated: the finding was found in prod six weeks ago",
     )
     (late,) = store.incidents()
 
@@ -165,7 +165,7 @@ def test_servicenow_keeps_incidents_and_an_overdue_one_blocks_the_deploy(
     assert fake.records(f"number={cr.id}")[0]["correlation_display"] == "changeflow"
     assert not cr.deployment_ready
     # the overdue incident is what blocks; the failing scan is recommended only (a warning)
-    assert cr.readiness_reasons[0] == f"overdue: {late.line}"
+    assert cr.readiness_reasons[0] == f"overdue: {late.line_in('prod')}"
     assert all("com.ibm.static_scan is failure" in r for r in cr.readiness_reasons[1:])
     # not approved automatically (the approval timeout records its rejection as automatic)
     assert not any(a.automatic and a.decision == "approved" for a in cr.approvals)
