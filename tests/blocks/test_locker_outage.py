@@ -150,7 +150,7 @@ def test_a_store_killed_mid_batch_loses_nothing(tmp_path: Path) -> None:
         bucket = "outage-" + secrets.token_hex(6)
         locker = _locker(endpoint, bucket, secret=secret, retention_days=1)
         locker.create_bucket()
-        batch = _batch(400)
+        batch = _batch(150)
         failure: list[BaseException] = []
 
         def run() -> None:
@@ -164,7 +164,7 @@ def test_a_store_killed_mid_batch_loses_nothing(tmp_path: Path) -> None:
         # kill the store (no goodbye: SIGKILL) once part of the batch is in
         prefix = locker.key("raw/evidences")
         deadline = time.monotonic() + 120
-        while len(_raw_list(locker, prefix)) < 40 and writer.is_alive():
+        while len(_raw_list(locker, prefix)) < 30 and writer.is_alive():
             assert time.monotonic() < deadline, "the batch never got going"
             time.sleep(0.05)
         os.killpg(process.pid, signal.SIGKILL)

@@ -49,7 +49,7 @@ def test_approve_and_reject_at_once_record_exactly_one_decision(tmp_path: Path) 
     hook = remote / "hooks" / "pre-receive"
     hook.write_text(HOLD.format(arrivals=arrivals))
     hook.chmod(0o755)
-    commits = int(git_in(remote, "rev-list", "--count", "--all"))
+    history = len(block.history(cr.id))
     deciders = [("approve", "alice"), ("reject", "bob")]
 
     def environment(i: int) -> dict[str, str]:
@@ -66,7 +66,8 @@ def test_approve_and_reject_at_once_record_exactly_one_decision(tmp_path: Path) 
     done, errors = race(2, environment, decide)
 
     assert errors == []
-    assert len(list(arrivals.iterdir())) == 2  # both pushed a decision on the same revision
+    # both pushed a decision on the same revision (the winner then also publishes `main`)
+    assert len(list(arrivals.iterdir())) >= 2
     by_code = {result.returncode: (i, result) for i, result in done}
     assert sorted(by_code) == [0, 1], [(r.returncode, r.stderr) for _, r in done]
     winner, won = by_code[0]
@@ -82,7 +83,7 @@ def test_approve_and_reject_at_once_record_exactly_one_decision(tmp_path: Path) 
     # the record and the history agree: one decision, one commit
     stored = block.get(cr.id)
     assert [(a.by, a.decision) for a in stored.approvals] == [(who, decided)]
-    assert int(git_in(remote, "rev-list", "--count", "--all")) == commits + 1
+    assert len(block.history(cr.id)) == history + 1
     log = git_in(remote, "log", "--format=%s", "main", "--", change_paths(cr.id)[0]).split("\n")
     assert log[0] == f"{cr.id}: {decided} by {who}"
     assert sum(" by alice" in s or " by bob" in s for s in log) == 1
