@@ -9,7 +9,7 @@ and hash holds, 1 with one line per problem otherwise, 2 for bad input.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from changeflow.models import ChangeRequest
     from changeflow.ports import ChangeManagement, Stores
 
-__all__ = ["audit_app", "checkpoint_write"]
+__all__ = ["audit_app", "check", "checkpoint_write", "export", "exported_line"]
 
 audit_app = typer.Typer(help="The offline audit package.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
@@ -76,6 +76,16 @@ def export_cmd(
         raise BadInput("--region needs --environment")
     # the same checks as `verify`: a CR id, an environment and region name
     AuditRequest(environment=environment, region=region, change_request=change_request)
+    manifest = export(output, change_request, environment, region)
+    emit(manifest, as_json, exported_line(manifest, output))
+
+
+def export(output: Path, change_request: str = "", environment: str = "", region: str = "") -> Any:
+    """Write the package of one CR, or of what is deployed to `environment` [`region`].
+
+    Raises:
+        BadInput: the trust file named in the settings does not exist.
+    """
     from blocks.audit_export import export_package
     from blocks.signing import Trust
     from blocks.stores import open_stores
@@ -94,12 +104,14 @@ def export_cmd(
             raise BadInput(f"CHANGEFLOW_TRUST_FILE: no such file: {path}")
         data = path.expanduser().read_bytes()
         trust = (Trust(data), data)
-    manifest = export_package(opened, crs, scope, output, trust)
-    emit(
-        manifest,
-        as_json,
+    return export_package(opened, crs, scope, output, trust)
+
+
+def exported_line(manifest: Any, output: Path) -> str:
+    """What `audit export` says it wrote."""
+    return (
         f"exported {', '.join(manifest.change_requests)} ({len(manifest.files)} files) to "
-        f"{output}; open {output / 'index.html'}",
+        f"{output}; open {output / 'index.html'}"
     )
 
 
@@ -117,6 +129,16 @@ def verify_cmd(
         raise BadInput(f"{package} is not a folder")
     if trust is not None and not trust.is_file():
         raise BadInput(f"--trust: no such file: {trust}")
+    ok, human, report = check(package, trust)
+    result = {"ok": ok, "checked": report.checked, "problems": report.problems,
+              "change_requests": [c.id for c in report.crs]}  # fmt: skip
+    emit(result, as_json, human)
+    if not ok:
+        raise typer.Exit(1)
+
+
+def check(package: Path, trust: Path | None = None) -> tuple[bool, str, Any]:
+    """Check a package offline: (whether it holds, what `audit verify` says, the report)."""
     from blocks.audit_verify import check_package
 
     report = check_package(package, trust)
@@ -130,8 +152,4 @@ def verify_cmd(
             + [f"{len(report.problems)} problems in {package}"]
         )
     )
-    result = {"ok": ok, "checked": report.checked, "problems": report.problems,
-              "change_requests": [c.id for c in report.crs]}  # fmt: skip
-    emit(result, as_json, human)
-    if not ok:
-        raise typer.Exit(1)
+    return ok, human, report

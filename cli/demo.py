@@ -371,17 +371,21 @@ def run_demo(keep: bool = False, say: Say = print) -> list[ChangeRequest]:
         from flows.audit_flow import verify
 
         report = verify(AuditRequest(environment="prod"), RecordStores.from_env())
-        say("")
         say(
-            f"changeflow verify --environment prod: re-hashed {report.checked} records behind "
+            f"\nchangeflow verify --environment prod: re-hashed {report.checked} records behind "
             f"{', '.join(report.targets)} ({', '.join(report.change_requests)}): "
             + ("every hash matches" if report.ok else f"{len(report.broken)} problems")
         )
+        from cli import audit
+
+        package = workspace / "audit"  # the latest prod CR, exported and checked offline
+        manifest = audit.export(package, report.change_requests[0])
+        say(f"\nchangeflow audit export: {audit.exported_line(manifest, package)}")
+        say(f"changeflow audit verify: {audit.check(package)[1]}")
         storage = stores.evidence_locker(None).check_storage()
-        say("")
         retention = f", {storage.retention_mode} retention for {storage.retention_days} days"
         say(
-            f"evidence bucket {storage.bucket}: object lock "
+            f"\nevidence bucket {storage.bucket}: object lock "
             + (f"on{retention}" if storage.locked else "off")
         )
         return crs

@@ -34,7 +34,6 @@ from changeflow.deploying import (
     deploy_finished,
     deploy_started,
     deploy_status,
-    waiting_for_person,
 )
 from changeflow.errors import BadInput, NotReady
 from changeflow.labels import deployed_label, environment_label
@@ -155,10 +154,7 @@ def advance(d: Deployment, before: ChangeRequest, after: ChangeRequest, why: str
     """
     # written only over the CR as this run read it: a person's change in between is not lost
     written = update_change_request(d.stores.changes, after, why, revision(before))
-    if not written.is_open or written.state is ChangeState.review or waiting_for_person(written):
-        # where a run may stop or wait for a person: a checkpoint vouches for every commit
-        # before it, so one at each resting point names any rewrite of the history
-        checkpoint(d.stores, written.id)
+    checkpoint(d.stores, written.id)  # signed, in the locker: a rewrite of it is named
     announce_change(before, written)
     return written
 

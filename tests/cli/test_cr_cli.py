@@ -125,5 +125,6 @@ def test_a_good_decision_writes_one_commit_and_a_second_is_refused(repo: Repo) -
     assert (stored.decision.by, stored.decision.comment) == ("carol", "evidence reviewed")
     # decided once: the second decision is bad input and writes nothing
     assert_bad_input(repo, ["reject", repo.waiting_too.id, "--by", "dave"], "is scheduled")
+    assert repo.commits() == before
     # the other CR waiting was not touched
     assert repo.block.get(repo.waiting.id) == repo.waiting
