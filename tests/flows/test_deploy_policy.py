@@ -15,7 +15,7 @@ from prefect.flow_engine import run_flow
 from prefect.states import Scheduled
 
 from blocks import stores as config
-from changeflow.models import ChangeState, ChangeType, CloseCategory
+from changeflow.models import ChangeState, CloseCategory
 from changeflow.requests import DeploymentRequest, RecordStores
 from flows.deploy_flow import DeploymentOutcome, deploy, run_deploy
 from flows.deploy_waits import AWAITING_WINDOW, START_MARGIN
@@ -55,27 +55,8 @@ def _states(run_id: str | None) -> list[Any]:
         return sorted(client.read_flow_run_states(run_id), key=lambda s: s.timestamp)
 
 
-def test_a_freeze_refuses_the_deployment(deployable: Callable[..., Path]) -> None:
-    runs = deployable(_freeze_now())
-    outcome = _deploy()
-    cr = config.change_management(None).get(outcome.change_request)
-    assert cr.state is ChangeState.cancelled
-    assert cr.close_category is CloseCategory.cancelled
-    assert "year-end freeze" in cr.close_notes
-    assert not runs.exists()
-    assert config.inventory(None).resolve("r1_prod_latest") is None
-
-
-def test_an_emergency_is_exempt_and_waits_in_review(deployable: Callable[..., Path]) -> None:
-    runs = deployable(_freeze_now(), passing=False)
-    outcome = _deploy(emergency=True)
-    changes = config.change_management(None)
-    cr = changes.get(outcome.change_request)
-    assert cr.type is ChangeType.emergency and not cr.deployment_ready
-    assert cr.state is ChangeState.review  # deployed, waiting for approval after the fact
-    assert runs.read_text().split() == [cr.id]
-    assert any("freeze" in h.get("why", "") for h in cr.history)
-    assert config.inventory(None).resolve("r1_prod_latest") == cr.inventory_commit
+# A freeze refusing a deployment and an emergency exempt from it run on the in-memory stores
+# (tests/flows/test_flow_logic.py): nothing of them is in an adapter.
 
 
 def test_a_failing_deploy_command_closes_unsuccessful_and_keeps_the_labels(
