@@ -3,9 +3,7 @@ chain behind a CR (its signed history, checkpoints, decision, emergency review).
 
 from __future__ import annotations
 
-import logging
-
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from blocks.change_management import GitChangeManagement
@@ -36,8 +34,6 @@ __all__ = [
     "verify_change_request",
     "verify_entries",
 ]
-
-_log = logging.getLogger(__name__)
 
 
 @task(name="verify-change-request", cache_policy=NO_CACHE)
@@ -125,13 +121,16 @@ def _decision(
     return vsa, summary
 
 
+@task(name="checkpoint-change-request", cache_policy=NO_CACHE)
 def checkpoint(stores: Stores, cr_id: str) -> None:
     """Checkpoint a CR's head commit in the locker after a write (`record_checkpoint`).
 
-    A plain function, run right after the write it covers. A locker that cannot be reached
-    leaves the write without its checkpoint, said in a warning: the next checkpoint covers it.
+    Run right after the write it covers, never retried: a locker that cannot be reached leaves
+    the write without its checkpoint, said in a warning, and the next checkpoint covers it.
     """
     try:
         record_checkpoint(stores.changes, stores.evidence, cr_id)
     except StorageUnavailable as exc:
-        _log.warning("%s: no checkpoint written (the next write's covers it): %s", cr_id, exc)
+        get_run_logger().warning(
+            "%s: no checkpoint written (the next write's covers it): %s", cr_id, exc
+        )

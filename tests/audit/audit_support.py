@@ -91,7 +91,7 @@ def make_signed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bare: Path) -> 
 def _write(s: Signed, before: ChangeRequest, after: ChangeRequest, why: str) -> ChangeRequest:
     """One CR write as the deploy flow makes it: the commit (signed), then its checkpoint."""
     written = s.changes.update(after, why, expected=revision(before))
-    checkpoint(s.stores, written.id)
+    checkpoint.fn(s.stores, written.id)
     return written
 
 
@@ -170,7 +170,7 @@ def file_signed_cr(
         return transition(filed, ChangeState.assess, by="changeflow", why="filed")
 
     cr = s.changes.create(draft, "filed by the deploy flow")
-    checkpoint(s.stores, cr.id)
+    checkpoint.fn(s.stores, cr.id)
     step = transition(cr, ChangeState.authorize, by="changeflow", why="assessed")
     if emergency:
         step = transition(step, ChangeState.scheduled, by="changeflow", why="emergency")
