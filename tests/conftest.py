@@ -79,11 +79,7 @@ def prefect_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple
     flows pause in one process and resume from another. (On SQLite the server's own writers
     lock the database, and API calls meet 503s the client waits out for seconds.)"""
     from prefect.logging.handlers import APILogWorker
-    from prefect.settings import (
-        PREFECT_API_URL,
-        PREFECT_LOGGING_TO_API_ENABLED,
-        temporary_settings,
-    )
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from cli.in_process import in_process_flows
 
@@ -95,25 +91,14 @@ def prefect_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple
         os.environ["PREFECT_API_URL"] = api
         try:
             # flows the tests call here run as the CLI runs them in its own process: without
-            # the heartbeat (cli/in_process.py); runs a runner or worker starts keep it. Their
-            # logs stay in this process: the tests that read a run's log send it (`run_logs`).
-            quiet = {PREFECT_API_URL: api, PREFECT_LOGGING_TO_API_ENABLED: False}
-            with temporary_settings(updates=quiet), in_process_flows():
+            # the heartbeat (cli/in_process.py); runs a runner or worker starts keep it
+            with temporary_settings(updates={PREFECT_API_URL: api}), in_process_flows():
                 yield api, database
                 # send the last run logs while the server still listens
                 APILogWorker.drain_all(timeout=5)
         finally:
             os.environ.pop("PREFECT_API_URL", None)
             stop_process(process.pid)
-
-
-@pytest.fixture
-def run_logs(prefect_api: str) -> Iterator[None]:
-    """Flow runs of this test send their logs to the API, for the test to read them there."""
-    from prefect.settings import PREFECT_LOGGING_TO_API_ENABLED, temporary_settings
-
-    with temporary_settings(updates={PREFECT_LOGGING_TO_API_ENABLED: True}):
-        yield
 
 
 @pytest.fixture

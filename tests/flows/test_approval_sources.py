@@ -43,9 +43,6 @@ from flows.deploy_flow import deploy
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "contract"))
 from servicenow_fake import ServiceNowFake
 
-# these tests read what the run logged, in the API
-pytestmark = pytest.mark.usefixtures("run_logs")
-
 EVE = "Eve Author <eve@example.com>"
 
 

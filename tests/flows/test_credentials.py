@@ -34,10 +34,6 @@ DUMP = (
     "import json, os, pathlib, sys; "
     "pathlib.Path(sys.argv[1]).write_text(json.dumps(dict(os.environ)))"
 )
-
-# these tests read what the run logged, in the API
-pytestmark = pytest.mark.usefixtures("run_logs")
-
 # the worker's credentials, beside the CHANGEFLOW_* ones the stack sets
 WORKER_SECRETS = {
     "AWS_SECRET_ACCESS_KEY": "aws-secret-" + uuid.uuid4().hex,

@@ -32,9 +32,6 @@ from changeflow.requests import DeploymentRequest
 from cli.changes import cr_approve
 from flows.deploy_flow import deploy
 
-# these tests read what the run logged, in the API
-pytestmark = pytest.mark.usefixtures("run_logs")
-
 
 def _key(root: Path, who: str) -> Path:
     key = root / who
