@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Self
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 
+from blocks.tls import default_tls
 from changeflow.errors import ServiceTimeout, StorageUnavailable
 
 __all__ = ["Forge", "PullRequest", "PullRequestError", "PullRequestTimeout"]
@@ -114,6 +115,7 @@ class Forge(BaseModel):
             headers=self._headers(),
             timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, _CONNECT_TIMEOUT)),
             transport=self._transport,
+            verify=default_tls(),
             follow_redirects=False,
         )
 

@@ -17,6 +17,7 @@ import httpx
 from prefect.blocks.core import Block
 from pydantic import Field, HttpUrl, PrivateAttr, SecretStr, model_validator
 
+from blocks.tls import default_tls
 from changeflow.errors import ServiceTimeout, StorageUnavailable
 
 __all__ = [
@@ -128,6 +129,7 @@ class ServiceNowBlock(Block, ABC):
             auth=auth,
             timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, CONNECT_TIMEOUT)),
             transport=self._transport,
+            verify=default_tls(),
         )
 
     def call(
