@@ -168,22 +168,3 @@ def silent() -> Iterator[str]:
     for connection in held:
         connection.close()
     server.close()
-
-
-# The longest modules (a whole lifecycle, a browser, several processes) start first, so the two
-# workers do not end with one of them running a long module alone.
-_LONG_FIRST = (
-    "tests/flows/test_lifecycle.py",
-    "tests/e2e/test_ui.py",
-    "tests/e2e/test_scale_out.py",
-    "tests/e2e/test_automations.py",
-    "tests/e2e/test_prefect_auth.py",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def rank(item: pytest.Item) -> int:
-        path = item.nodeid.split("::", 1)[0]
-        return _LONG_FIRST.index(path) if path in _LONG_FIRST else len(_LONG_FIRST)
-
-    items.sort(key=rank)

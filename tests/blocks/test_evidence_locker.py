@@ -131,6 +131,26 @@ def test_credentials_that_may_not_write_are_refused(s3_server, locker: EvidenceL
     assert locker._list("raw/attachments") == [locker.layout.attachment(stored.hash)]
 
 
+def test_a_shared_client_serves_only_the_keys_it_was_made_with(
+    s3_server, locker: EvidenceLocker
+) -> None:  # type: ignore[no-untyped-def]
+    # clients are shared per process (blocks/s3/objects.py): the right access key with a wrong
+    # secret must not borrow the client the right secret made
+    stored = locker.store_attachment_bytes(b"made with the right keys")
+    guessed = EvidenceLocker(
+        bucket=locker.bucket, credentials=s3_server.credentials(secret_key="a-guessed-secret")
+    )
+    assert guessed.client is not locker.client
+    with pytest.raises(BadInput, match="refused"):
+        guessed.store_attachment_bytes(b"written with a guessed secret")
+    with pytest.raises(BadInput, match="refused"):
+        guessed.get_attachment(stored.hash)
+    # the same keys and store: one client, made once
+    twin = EvidenceLocker(bucket=locker.bucket, credentials=s3_server.credentials())
+    assert twin.client is locker.client
+    assert locker._list("raw/attachments") == [locker.layout.attachment(stored.hash)]
+
+
 def test_secret_key_is_not_printed(locker: EvidenceLocker) -> None:
     secret = locker.credentials.aws_secret_access_key.get_secret_value()
     assert secret not in repr(locker)
