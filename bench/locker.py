@@ -327,6 +327,7 @@ def _run(
         "ingest_ratio": round(ingest / ingest_raw, 3),
         "ingest_signed_records_per_s": round(ingest_signed, 1),
         "ingest_signed_ratio": round(ingest_signed / ingest_raw, 3),
+        "ingest_signed_ratio_target": 0.8,
         "signing_cost": round(1 - ingest_signed / ingest, 3),
         "signing_share": round(signing_s / min(signed_s), 3),
         "signing_us_per_record": round(signing_s / n * 1e6, 1),

@@ -1,8 +1,9 @@
 """Writing the offline audit package (`changeflow.audit_package` says what is in it).
 
 Everything is read through the stores (every read re-hashed) into a folder beside the target,
-checked offline there (`blocks.audit_verify`), and renamed into place: a failed export leaves
-nothing half-written.
+checked offline there (`blocks.audit_verify`), signed (the manifest, by the deploy key under
+the trust file's `audit-package` kind) and renamed into place: a failed export leaves nothing
+half-written.
 """
 
 from __future__ import annotations
@@ -16,23 +17,29 @@ from pathlib import Path
 from blocks.change_management import GitChangeManagement
 from blocks.checkpoints import Checkpoints
 from blocks.commands import command_environment
-from blocks.signing import Trust
+from blocks.signing import StatementSigner, Trust
 from blocks.ssh_signatures import openssh_public
-from changeflow.audit_package import MANIFEST, Manifest
+from changeflow.audit_package import (
+    AUDIT_PACKAGE,
+    MANIFEST,
+    MANIFEST_ENVELOPE,
+    Manifest,
+    manifest_statement,
+)
 from changeflow.canonical import digest, digest_hex
 from changeflow.errors import BadInput, IntegrityError
-from changeflow.models import ChangeRequest
+from changeflow.models import ChangeRequest, utcnow
 from changeflow.ports import Stores
 
 __all__ = ["export_package", "hash_files"]
 
 
 def hash_files(root: Path) -> dict[str, str]:
-    """Every file below `root` but the manifest: relative path -> sha256."""
+    """Every file below `root` but the manifest and its signature: relative path -> sha256."""
     return {
         p.relative_to(root).as_posix(): digest(p.read_bytes())
         for p in sorted(root.rglob("*"))
-        if p.is_file() and p.relative_to(root).as_posix() != MANIFEST
+        if p.is_file() and p.relative_to(root).as_posix() not in (MANIFEST, MANIFEST_ENVELOPE)
     }
 
 
@@ -63,6 +70,22 @@ def _bundle(changes: GitChangeManagement, target: Path) -> str | None:
     if done.returncode != 0:
         raise IntegrityError(f"git bundle failed: {done.stderr.decode(errors='replace').strip()}")
     return head
+
+
+def _check_signer(trust: tuple[Trust, bytes] | None, signer: StatementSigner | None) -> None:
+    """Refuse, before writing anything, a package its own trust file would not verify."""
+    if trust is None:
+        return
+    if signer is None:
+        raise BadInput(
+            "audit export: a trust file is configured, so the package's manifest must be "
+            "signed: set CHANGEFLOW_DEPLOY_SIGNING_KEY_FILE"
+        )
+    if why := trust[0].policy.judge(AUDIT_PACKAGE, {signer.keyid}, utcnow()):
+        raise BadInput(
+            f"audit export: the deploy key cannot sign the manifest: {why} (add "
+            f'"{AUDIT_PACKAGE}" to its signs in the trust file)'
+        )
 
 
 def _export_cr(w: _Writer, stores: Stores, cr: ChangeRequest) -> None:
@@ -111,6 +134,7 @@ def export_package(
     scope: str,
     out: Path,
     trust: tuple[Trust, bytes] | None,
+    signer: StatementSigner | None = None,
 ) -> Manifest:
     """Write the package of `crs` to the folder `out` (which must not exist or be empty).
 
@@ -120,12 +144,15 @@ def export_package(
         scope: what was asked for (a CR id, `<environment>[/<region>]`).
         out: the package's folder.
         trust: the trust file and its bytes, when one is configured.
+        signer: the key that signs the manifest (the deploy key); needed with a trust file.
 
     Raises:
-        BadInput: when `out` holds files, or there is nothing to export.
+        BadInput: when `out` holds files, there is nothing to export, or a trust file is
+            configured and no key it lets sign `audit-package` is.
     """
     if not crs:
         raise BadInput(f"nothing to export for {scope}")
+    _check_signer(trust, signer)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BadInput(f"--output: {out} exists and is not an empty folder")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -156,6 +183,8 @@ def export_package(
         write_index(tmp, manifest)
         manifest.files = hash_files(tmp)
         (tmp / MANIFEST).write_bytes(manifest.model_dump_json(indent=2).encode() + b"\n")
+        if signer is not None:
+            (tmp / MANIFEST_ENVELOPE).write_bytes(signer.sign(manifest_statement(manifest)))
         if out.exists():
             out.rmdir()
         os.rename(tmp, out)

@@ -21,7 +21,14 @@ from blocks.cr_history import GitHistory
 from blocks.signing import open_envelope
 from blocks.ssh_signatures import verify
 from changeflow.approvals import approval_problems
-from changeflow.audit_package import MANIFEST, Manifest, manifest_problems, render_index
+from changeflow.audit_package import (
+    MANIFEST,
+    MANIFEST_ENVELOPE,
+    Manifest,
+    manifest_problems,
+    render_index,
+    signed_manifest,
+)
 from changeflow.canonical import digest
 from changeflow.chain import (
     checkpoint_of,
@@ -50,6 +57,10 @@ class PackageReport:
     summaries: dict[str, EvidenceSummary] = field(default_factory=dict)
     decisions: dict[str, str] = field(default_factory=dict)
     trust: TrustPolicy | None = None
+    signed_by: str = ""
+
+
+_Judge = tuple[TrustPolicy | None, str]
 
 
 def _read(root: Path, path: str) -> bytes | None:
@@ -173,6 +184,32 @@ def _check_cr(
     problems += emergency_problems(cr)
 
 
+def _signature_problems(root: Path, report: PackageReport, trusts: list[_Judge]) -> list[str]:
+    """`manifest.signed`: the manifest is the one a key each trust file lets sign
+    `audit-package` signed; the signed one is then what the files are checked against."""
+    judged = [(t, whose) for t, whose in trusts if t is not None]
+    if not judged:
+        return []  # no trust file: nothing is judged (as for records)
+    envelope = _read(root, MANIFEST_ENVELOPE)
+    if envelope is None:
+        return [f"package: manifest.signed: the manifest is not signed ({MANIFEST_ENVELOPE} "
+                "is missing)"]  # fmt: skip
+    problems = []
+    for trust, whose in judged:
+        opened = open_envelope(envelope, trust)
+        found = signed_manifest(opened, trust)
+        if isinstance(found, str):
+            problems.append(f"package: manifest.signed: {found} (judged by {whose})")
+            continue
+        report.signed_by = ", ".join(sorted(k.name for k in trust.keys if k.keyid in opened.keyids))
+        if found != report.manifest:
+            problems.append(
+                f"package: manifest.signed: {MANIFEST} is not the manifest its signature covers"
+            )
+            report.manifest = found
+    return problems
+
+
 def check_package(
     root: Path, trust_file: Path | None = None, *, manifest: bool = True
 ) -> PackageReport:
@@ -180,8 +217,10 @@ def check_package(
 
     Args:
         root: the package's folder.
-        trust_file: the auditor's own trust file (default: the package's `trust.toml`).
-        manifest: whether to check the manifest too (not while the export writes it).
+        trust_file: the auditor's own trust file: the records are judged by it instead of
+            the package's `trust.toml`, and the manifest's signature by both.
+        manifest: whether to check the manifest and its signature too (not while the export
+            writes them).
 
     Raises:
         BadInput: when `root` is not a package, or the trust file cannot be read.
@@ -189,32 +228,48 @@ def check_package(
     report = PackageReport()
     if not (root / "changes").is_dir():
         raise BadInput(f"{root} is not an audit package (no changes/ folder)")
+    auditors = load_trust(trust_file.read_bytes()) if trust_file else None  # bad input: raises
+    packaged: TrustPolicy | None = None
+    if (trust_bytes := _read(root, "trust.toml")) is not None:
+        try:
+            packaged = load_trust(trust_bytes)
+        except BadInput as exc:
+            report.problems.append(f"package: {exc}")
+    report.trust = auditors or packaged
     if manifest:
         try:
             report.manifest = Manifest.model_validate_json(_read(root, MANIFEST) or b"")
         except ValidationError:
             report.problems.append(f"package: {MANIFEST} is missing or altered")
-        else:
+        judges = [(packaged, "the package's trust file"), (auditors, "your trust file")]
+        report.problems += _signature_problems(root, report, judges)
+        if report.manifest is not None:
             from blocks.audit_export import hash_files
 
             report.problems += manifest_problems(report.manifest, hash_files(root))
-    trust_bytes = trust_file.read_bytes() if trust_file else _read(root, "trust.toml")
-    if trust_bytes is not None:
-        try:
-            report.trust = load_trust(trust_bytes)
-        except BadInput as exc:
-            if trust_file is not None:
-                raise  # the auditor's own file: bad input
-            report.problems.append(f"package: {exc}")
-        if report.manifest and report.manifest.trust_sha256 != trust_digest(trust_bytes):
-            report.problems.append("package: the trust file is not the one it was exported with")
+    trusted_bytes = trust_file.read_bytes() if trust_file else trust_bytes
+    exported = report.manifest.trust_sha256 if report.manifest else None
+    if report.manifest and trusted_bytes is not None and exported != trust_digest(trusted_bytes):
+        report.problems.append("package: the trust file is not the one it was exported with")
     for path in sorted((root / "changes").glob("*.json")):
         try:
             report.crs.append(ChangeRequest.model_validate_json(path.read_bytes()))
         except ValidationError:
             report.problems.append(f"package: {path.name} is not a change request")
+    if report.trust is None and trust_bytes is None and any(c.trust_sha256 for c in report.crs):
+        # without one, nothing would be judged: a package stripped of it must not pass
+        report.problems.append(
+            "package: trust.toml is missing, and its CRs were decided under a trust file"
+        )
+    # a package of CRs kept without git history (ServiceNow) has no bundle: its manifest,
+    # signed, says so (no head); while the export writes the page, whatever is there is read
+    git_backed = report.manifest.head is not None if report.manifest else manifest
     with tempfile.TemporaryDirectory(prefix="changeflow-audit-") as tmp:
-        history = _history(root, Path(tmp), report)
+        history = (
+            _history(root, Path(tmp), report)
+            if git_backed or (root / "history.git.bundle").is_file()
+            else None
+        )
         if history is not None and report.manifest and report.manifest.head != history.head():
             # `head` is main's: the branch people browse; each CR's own is checked by its rules
             report.problems.append(

@@ -4,6 +4,7 @@
 
 ```
 manifest.json                     every other file's sha256
+manifest.dsse.json                the manifest as a signed in-toto statement (DSSE)
 index.html                        the CRs, approvals, evidence and hashes, for a browser
 trust.toml, keys/<name>.pub       the trust file and its keys as OpenSSH public keys
 history.git.bundle                the change-management repo's branch, signed commits
@@ -19,24 +20,46 @@ checkpoints/<CR>/<sha>.json       each CR's signed checkpoints
 Every file is reached from a signed root (a signed commit holds the CR, the CR names its
 summary's sha256, the summary names each record by id, a record its attachments by sha256), so
 `audit verify` re-derives each hash from there; the manifest catches any other change (the page,
-a key file). Which keys to believe is the auditor's call: `--trust FILE` checks the package
-against their own copy of the trust file instead of the one inside.
+a key file). The manifest is itself signed (`manifest_statement`: its files are the subjects) by
+a key the trust file lets sign `audit-package`, so rewriting a file and its hash is named too.
+Which keys to believe is the auditor's call: `--trust FILE` checks the package against their
+own copy of the trust file as well as the one inside.
 """
 
 from __future__ import annotations
 
 import html
 from datetime import datetime
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
+from changeflow.attestations import STATEMENT_V1
+from changeflow.evidence_trust import Opened
 from changeflow.models import ChangeRequest, utcnow
 from changeflow.summary import EvidenceSummary
 from changeflow.trust import TrustPolicy
 
-__all__ = ["MANIFEST", "Manifest", "manifest_problems", "render_index"]
+__all__ = [
+    "AUDIT_PACKAGE",
+    "MANIFEST",
+    "MANIFEST_ENVELOPE",
+    "PACKAGE_V1",
+    "Manifest",
+    "manifest_problems",
+    "manifest_statement",
+    "render_index",
+    "signed_manifest",
+]
 
 MANIFEST = "manifest.json"
+MANIFEST_ENVELOPE = "manifest.dsse.json"
+
+AUDIT_PACKAGE = "audit-package"
+"""What a key signs when it signs an audit package's manifest (the trust file's kind)."""
+
+PACKAGE_V1 = "https://changeflow.dev/audit-package/v1"
+"""The predicate of a signed manifest: what was exported, when, and under which trust file."""
 
 
 class Manifest(BaseModel):
@@ -49,6 +72,54 @@ class Manifest(BaseModel):
     head: str | None = Field(default=None, description="The CR branch head in the bundle.")
     trust_sha256: str | None = None
     files: dict[str, str] = Field(default_factory=dict, description="Path -> sha256.")
+
+
+def manifest_statement(manifest: Manifest) -> dict[str, Any]:
+    """The in-toto statement of a manifest: each file a subject with its sha256."""
+    return {
+        "_type": STATEMENT_V1,
+        "subject": [
+            {"name": path, "digest": {"sha256": sha.removeprefix("sha256:")}}
+            for path, sha in sorted(manifest.files.items())
+        ],
+        "predicateType": PACKAGE_V1,
+        "predicate": {
+            "version": manifest.version,
+            "exportedOn": manifest.created.isoformat().replace("+00:00", "Z"),
+            "scope": manifest.scope,
+            "changeRequests": manifest.change_requests,
+            "head": manifest.head,
+            "trustFile": manifest.trust_sha256,
+        },
+    }
+
+
+def signed_manifest(opened: Opened, trust: TrustPolicy) -> Manifest | str:
+    """The manifest an opened envelope carries, when a key `trust` lets sign `audit-package`
+    signed it inside its window; else why not (one line)."""
+    if opened.problem:
+        return opened.problem
+    statement = opened.statement
+    predicate = statement.get("predicate")
+    if statement.get("predicateType") != PACKAGE_V1 or not isinstance(predicate, dict):
+        return f"the envelope is not a package manifest ({statement.get('predicateType')!r})"
+    try:
+        manifest = Manifest(
+            version=predicate.get("version"),
+            created=predicate.get("exportedOn"),
+            scope=predicate.get("scope"),
+            change_requests=predicate.get("changeRequests"),
+            head=predicate.get("head"),
+            trust_sha256=predicate.get("trustFile"),
+            files={
+                s["name"]: "sha256:" + s["digest"]["sha256"] for s in statement.get("subject", [])
+            },
+        )
+    except (ValidationError, KeyError, TypeError) as exc:
+        return f"the signed manifest is malformed: {' '.join(str(exc).split())[:200]}"
+    if manifest.created.tzinfo is None:
+        return "the signed manifest is malformed: exportedOn carries no time zone"
+    return trust.judge(AUDIT_PACKAGE, opened.keyids, manifest.created) or manifest
 
 
 def manifest_problems(manifest: Manifest, found: dict[str, str]) -> list[str]:

@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from blocks.signing import load_trust_file, new_key, public_key
+from changeflow.audit_package import AUDIT_PACKAGE
 from changeflow.chain import CR_HISTORY
 from changeflow.models import utcnow
 from changeflow.readiness import DEFAULT_REQUIRED_TYPES, IMMUTABLE_STORAGE
@@ -23,9 +24,9 @@ __all__ = ["CI_SIGNS", "DEPLOY_SIGNS", "ensure_keys"]
 CI_SIGNS = [*DEFAULT_REQUIRED_TYPES, PROVENANCE]
 """What the CI key may sign: the build's evidence and its provenance."""
 
-DEPLOY_SIGNS = [IMMUTABLE_STORAGE, "com.ibm.acceptance_tests", VSA, CR_HISTORY]
-"""What the deploy key may sign: its storage check, acceptance evidence, CR decisions, and the
-CR history (its commits and checkpoints)."""
+DEPLOY_SIGNS = [IMMUTABLE_STORAGE, "com.ibm.acceptance_tests", VSA, CR_HISTORY, AUDIT_PACKAGE]
+"""What the deploy key may sign: its storage check, acceptance evidence, CR decisions, the CR
+history (its commits and checkpoints) and the manifests of the audit packages it exports."""
 
 
 def ensure_keys(directory: Path) -> dict[str, str]:

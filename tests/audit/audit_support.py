@@ -1,10 +1,14 @@
-"""Support for the audit tests: a signed CR history to attack. A real git change-management
-repo (a bare remote), the in-memory locker, a CI key and a deploy key, a trust file naming both.
+"""Support for the audit tests: a signed CR history to attack, on the real stack. A real git
+change-management repo (a bare remote), the session's SeaweedFS locker (Object Lock on), a CI
+key and a deploy key, a trust file naming both. Each attack runs on a copy of the remote
+(`mirror`): the history is built once per module.
 """
 
 from __future__ import annotations
 
 import subprocess
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -13,9 +17,10 @@ import pytest
 
 from blocks.change_management import GitChangeManagement
 from blocks.cr_history import GitHistory
-from blocks.memory import MemoryEvidenceStore, MemoryIncidents, MemoryInventory
+from blocks.memory import MemoryIncidents, MemoryInventory
 from blocks.signing import StatementSigner, new_key, public_key
 from changeflow.attestations import evidence_statement, vsa_statement
+from changeflow.audit_package import AUDIT_PACKAGE
 from changeflow.canonical import canonical_json, digest
 from changeflow.chain import CR_HISTORY
 from changeflow.change import transition
@@ -29,7 +34,7 @@ from changeflow.models import (
     CloseCategory,
     utcnow,
 )
-from changeflow.ports import Stores
+from changeflow.ports import EvidenceStore, Stores
 from changeflow.readiness import EvidenceCheck, ReadinessPolicy
 from changeflow.revisions import revision
 from changeflow.summary import EvidenceSummary, SummaryItem
@@ -55,36 +60,49 @@ class Signed:
         assert isinstance(self.stores.changes, GitChangeManagement)
         return self.stores.changes
 
+    def on(self, remote: Path, cache: Path) -> Signed:
+        """The same keys and locker, the change-management repo at `remote`."""
+        changes = GitChangeManagement(remote_url=str(remote), cache_dir=str(cache))
+        stores = Stores(self.stores.evidence, self.stores.inventory, changes, MemoryIncidents())
+        return Signed(self.ci, self.deploy, self.trust, self.trust_file, stores, remote)
 
-def make_signed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bare: Path) -> Signed:
+    def mirror(self, target: Path) -> Signed:
+        """The same, on a new copy of the remote (every ref): what an attack may rewrite."""
+        subprocess.run(
+            ["git", "clone", "--mirror", "--quiet", str(self.remote), str(target / "remote.git")],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        return self.on(target / "remote.git", target / "cache")
+
+
+def make_signed(
+    root: Path, env: pytest.MonkeyPatch, remote: Path, evidence: EvidenceStore
+) -> Signed:
+    """Keys and a trust file under `root`, set in `env` as a deploy worker reads them, and the
+    stores: `evidence` and the git change-management repo at `remote`."""
     ci_pem, deploy_pem = new_key(), new_key()
     since = utcnow() - timedelta(days=1)
+    deploy_signs = [VSA, CR_HISTORY, AUDIT_PACKAGE]
     trust = TrustPolicy(
         keys=[
             public_key(ci_pem, name="ci", signs=[UNIT, PROVENANCE], not_before=since),
-            public_key(deploy_pem, name="deploy", signs=[VSA, CR_HISTORY], not_before=since),
+            public_key(deploy_pem, name="deploy", signs=deploy_signs, not_before=since),
         ]
     )
-    (tmp_path / "deploy.pem").write_bytes(deploy_pem)
-    trust_file = tmp_path / "trust.toml"
+    (root / "deploy.pem").write_bytes(deploy_pem)
+    trust_file = root / "trust.toml"
     trust_file.write_text(render_trust(trust))
-    monkeypatch.setenv("CHANGEFLOW_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("CHANGEFLOW_DEPLOY_SIGNING_KEY_FILE", str(tmp_path / "deploy.pem"))
-    monkeypatch.setenv("CHANGEFLOW_TRUST_FILE", str(trust_file))
-    changes = GitChangeManagement(remote_url=str(bare), cache_dir=str(tmp_path / "cache"))
-    stores = Stores(
-        evidence=MemoryEvidenceStore(),
-        inventory=MemoryInventory(),
-        changes=changes,
-        incidents=MemoryIncidents(),
-    )
+    env.setenv("CHANGEFLOW_HOME", str(root / "home"))
+    env.setenv("CHANGEFLOW_DEPLOY_SIGNING_KEY_FILE", str(root / "deploy.pem"))
+    env.setenv("CHANGEFLOW_TRUST_FILE", str(trust_file))
+    changes = GitChangeManagement(remote_url=str(remote), cache_dir=str(root / "cache"))
     return Signed(
         StatementSigner(ci_pem),
         StatementSigner(deploy_pem),
         load_trust(trust_file.read_bytes()),
         trust_file,
-        stores,
-        bare,
+        Stores(evidence, MemoryInventory(), changes, MemoryIncidents()),
+        remote,
     )
 
 
@@ -100,6 +118,7 @@ def file_signed_cr(
 ) -> ChangeRequest:
     """A CR filed, decided and closed the way a deploy run does it, every record signed."""
     evidence = s.stores.evidence
+    run = f"deploy-{uuid.uuid4().hex[:8]}"  # its summary's own key in the module's bucket
     stored = evidence.store_attachment_bytes(b"unit test report", "report.txt")
     artifact = Asset.for_uri("artifact://app.bin@sha256:" + "ab" * 32)
     record = make_evidence(
@@ -114,7 +133,7 @@ def file_signed_cr(
     evidence.put_evidence_envelope(record.id, envelope)
     evidence.put_evidence(record, [artifact])
     summary = EvidenceSummary(
-        scope="deploy-1",
+        scope=run,
         environment="prod",
         region="r1",
         assets={artifact.id: artifact.uri},
@@ -145,7 +164,7 @@ def file_signed_cr(
             environment="prod",
             region="r1",
             type=ChangeType.emergency if emergency else ChangeType.standard,
-            deployment_run_id="deploy-1",
+            deployment_run_id=run,
             deployment_ready=passing,
             evidence_summary_url=url,
             evidence_summary_sha256=sha,
@@ -187,6 +206,29 @@ def file_signed_cr(
         step = transition(step, ChangeState.closed, by="changeflow", why="closed successful")
         step = step.model_copy(update={"close_category": CloseCategory.successful})
     return _write(s, cr, step, "deployed")
+
+
+Attack = Callable[[str], tuple[Signed, ChangeRequest]]
+
+
+class History:
+    """The module's signed stack and its CRs, each filed the first time a test asks for it:
+    `passing` (closed successful), `failing` (not ready, left scheduled), `emergency` (left in
+    review, unreviewed)."""
+
+    def __init__(self, signed: Signed) -> None:
+        self.signed = signed
+        self._filed: dict[str, ChangeRequest] = {}
+
+    def cr(self, kind: str) -> ChangeRequest:
+        if kind not in self._filed:
+            options = {
+                "passing": {},
+                "failing": {"passing": False, "close": False},
+                "emergency": {"emergency": True},
+            }[kind]
+            self._filed[kind] = file_signed_cr(self.signed, **options)
+        return self._filed[kind]
 
 
 def git(remote: Path, *args: str, stdin: str | None = None) -> str:

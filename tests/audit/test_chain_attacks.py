@@ -1,9 +1,14 @@
-"""Issue 12, attacks 4-6 on a real git change-management repo: each makes `verify`'s chain
-check fail, naming the CR and the rule. The repo is a bare remote; the locker is in memory."""
+"""Issue 12, attacks 4-6 on the real stack: each makes `verify`'s chain check fail, naming the
+CR and the rule. The signed history is built once on the SeaweedFS locker and a bare git
+remote (conftest.py); each attack rewrites a fresh copy of the remote, the checkpoints staying
+in the same locker bucket."""
 
 from __future__ import annotations
 
-from audit_support import Signed, branch_of, file_signed_cr, git, push_record
+from pathlib import Path
+
+import pytest
+from audit_support import Attack, Signed, branch_of, git, push_record
 
 from changeflow.models import Approval, ChangeState, CloseCategory, utcnow
 from tasks.audit import check_chain
@@ -14,8 +19,8 @@ def _problems(s: Signed, cr_id: str) -> list[str]:
     return check_chain(s.stores.evidence, s.changes, cr, s.trust).broken
 
 
-def test_a_clean_signed_history_verifies(signed: Signed) -> None:
-    cr = file_signed_cr(signed)
+def test_a_clean_signed_history_verifies(attack: Attack) -> None:
+    signed, cr = attack("passing")
     assert signed.changes.get(cr.id).state is ChangeState.closed
     found = check_chain(
         signed.stores.evidence, signed.changes, signed.changes.get(cr.id), signed.trust
@@ -24,8 +29,8 @@ def test_a_clean_signed_history_verifies(signed: Signed) -> None:
     assert found.checked >= 7  # three signed commits, three checkpoints, the decision
 
 
-def test_attack_4_a_forged_approval_pushed_to_the_repo_is_named(signed: Signed) -> None:
-    cr = file_signed_cr(signed, passing=False, close=False)
+def test_attack_4_a_forged_approval_pushed_to_the_repo_is_named(attack: Attack) -> None:
+    signed, cr = attack("failing")
     forged = cr.model_copy(
         update={
             "approvals": [*cr.approvals, Approval(by="mallory", decision="approved")],
@@ -40,8 +45,8 @@ def test_attack_4_a_forged_approval_pushed_to_the_repo_is_named(signed: Signed) 
     ), problems
 
 
-def test_attack_5_a_force_pushed_history_is_named(signed: Signed) -> None:
-    cr = file_signed_cr(signed)
+def test_attack_5_a_force_pushed_history_is_named(attack: Attack) -> None:
+    signed, cr = attack("passing")
     # the whole history replaced by one unsigned commit holding the same record
     orphan = push_record(signed.remote, signed.changes.get(cr.id), None, "history, rewritten")
     assert git(signed.remote, "rev-list", "--count", branch_of(signed.remote, cr.id)) == "1"
@@ -51,9 +56,9 @@ def test_attack_5_a_force_pushed_history_is_named(signed: Signed) -> None:
     assert len(rewritten) == 3 and all("not in the current history" in p for p in rewritten)
 
 
-def test_attack_5b_a_reset_to_an_older_signed_commit_is_named(signed: Signed) -> None:
+def test_attack_5b_a_reset_to_an_older_signed_commit_is_named(attack: Attack) -> None:
     """Every commit left is signed: only the checkpoints show the dropped ones."""
-    cr = file_signed_cr(signed)
+    signed, cr = attack("passing")
     ref = branch_of(signed.remote, cr.id)
     git(signed.remote, "update-ref", ref, f"{ref}~1")  # drops the closing
     problems = _problems(signed, cr.id)
@@ -62,8 +67,8 @@ def test_attack_5b_a_reset_to_an_older_signed_commit_is_named(signed: Signed) ->
     )
 
 
-def test_attack_6_an_emergency_closed_unreviewed_is_named(signed: Signed) -> None:
-    cr = file_signed_cr(signed, emergency=True)
+def test_attack_6_an_emergency_closed_unreviewed_is_named(attack: Attack) -> None:
+    signed, cr = attack("emergency")
     assert signed.changes.get(cr.id).state is ChangeState.review
     # closed successful with no retroactive approval, written with the deploy key itself
     read = signed.changes.get(cr.id)
@@ -83,12 +88,12 @@ def test_attack_6_an_emergency_closed_unreviewed_is_named(signed: Signed) -> Non
 
 
 def test_a_commit_signed_by_a_key_the_trust_file_does_not_name_is_named(
-    signed: Signed, monkeypatch, tmp_path
+    attack: Attack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from blocks.change_management import GitChangeManagement
     from blocks.signing import new_key
 
-    cr = file_signed_cr(signed, close=False)
+    signed, cr = attack("failing")
     # someone with push rights and a key of their own signs their commit
     (tmp_path / "own.pem").write_bytes(new_key())
     monkeypatch.setenv("CHANGEFLOW_DEPLOY_SIGNING_KEY_FILE", str(tmp_path / "own.pem"))
@@ -101,12 +106,12 @@ def test_a_commit_signed_by_a_key_the_trust_file_does_not_name_is_named(
     ), problems
 
 
-def test_the_verify_flow_fails_naming_the_cr_and_the_rule(signed: Signed, prefect_api: str) -> None:
+def test_the_verify_flow_fails_naming_the_cr_and_the_rule(attack: Attack, prefect_api: str) -> None:
     from blocks.stores import use_stores
     from changeflow.requests import AuditRequest
     from flows.audit_flow import verify
 
-    cr = file_signed_cr(signed)
+    signed, cr = attack("passing")
     with use_stores(signed.stores):
         assert verify(AuditRequest(change_request=cr.id)).broken == []
         ref = branch_of(signed.remote, cr.id)
