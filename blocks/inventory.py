@@ -2,10 +2,8 @@
 
 Branch `master` is written by CI, one branch per environment holds what was promoted there,
 promotions travel on `promotion/<target>/<id>` branches carrying `.promotion.json`, and labels
-(git tags) `<env>_latest` / `<region>_<env>_latest` mark what is deployed. Every method
-fetches first. What counts as an entry, and every text written, is the domain's
-(`changeflow.inventory_rules`); the promotion branches' plumbing is in `blocks.promotions`.
-"""
+(git tags) `<env>_latest` / `<region>_<env>_latest` mark what is deployed. Every method fetches
+first. What is an entry, and every text written, is `changeflow.inventory_rules`'s."""
 
 from __future__ import annotations
 
@@ -26,6 +24,7 @@ from blocks.inventory_tree import (
 )
 from blocks.promotions import PromotionBranches
 from changeflow.delta import Delta
+from changeflow.delta_origins import Origins
 from changeflow.errors import BadInput
 from changeflow.inventory_rules import (
     IGNORE_FILE,
@@ -268,12 +267,14 @@ class GitInventory(Block):
         """Return the commits of `ref` (touching entry `name` if given), newest first."""
         return self._fetched().log(ref, path=name)
 
-    # ------------------------------------------------------------------- promotions (port)
-    # The plumbing, and how a promotion travels and merges, is in `blocks.promotions`.
-
+    # ------------------ promotions (port): how one travels and merges is `blocks.promotions`
     def promotion(self, ref: str) -> Promotion | None:
         """Return the promotion recorded at `ref`: on an environment, the last one merged."""
         return self._promotions.record(ref)
+
+    def origins(self, from_ref: str | None, to_ref: str, names: list[str]) -> Origins:
+        """Return how each of `names` reached `to_ref` since `from_ref`: commit, promotion."""
+        return self._promotions.origins(from_ref, to_ref, names)
 
     def promote(self, promotion: Promotion, merge: bool = True) -> Promotion:
         """Promote the entries of `promotion.source` that differ in `promotion.target`.

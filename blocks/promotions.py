@@ -13,7 +13,9 @@ from __future__ import annotations
 from blocks.forges import PullRequest, PullRequestProvider
 from blocks.gitrepo import GitRemote, RefConflict
 from blocks.inventory_tree import commit_of, entry_names, ignore_globs, ref_name
+from changeflow.change_content import PullRequestLink
 from changeflow.delta import select_promotion_changes
+from changeflow.delta_origins import Origins, trace_origins
 from changeflow.errors import BadInput, IntegrityError
 from changeflow.inventory_rules import (
     PROMOTION_FILE,
@@ -24,6 +26,7 @@ from changeflow.inventory_rules import (
     parse_promotion,
     promotion_branch,
     promotion_message,
+    pull_request_message,
     pull_request_text,
 )
 from changeflow.models import Promotion
@@ -32,6 +35,10 @@ __all__ = ["PromotionBranches"]
 
 # How often a merge looks again at a target that moved under it before committing on top.
 _MERGE_LOOKS = 3
+
+
+def _link(opened: PullRequest) -> PullRequestLink:
+    return PullRequestLink(number=opened.number, url=opened.url)
 
 
 class PromotionBranches:
@@ -145,7 +152,8 @@ class PromotionBranches:
         if merge:
             self.merge(record.id)
         elif self.pull_requests is not None:
-            self.open_pull_request(record.id)
+            opened = self.open_pull_request(record.id)
+            record = record.model_copy(update={"pull_request": _link(opened)})
         return record
 
     def open_pull_request(self, promotion_id: str) -> PullRequest:
@@ -160,7 +168,48 @@ class PromotionBranches:
         self.git.fetch()
         branch, target, _, record = self._open(promotion_id)
         title, body = pull_request_text(record, target)
-        return self.pull_requests.open(head=branch, base=target, title=title, body=body)
+        opened = self.pull_requests.open(head=branch, base=target, title=title, body=body)
+        self._note_pull_request(branch, _link(opened))
+        return opened
+
+    def _note_pull_request(self, branch: str, link: PullRequestLink) -> None:
+        """Record the pull request in the promotion's record, on its branch (one more commit,
+        changing `.promotion.json` only): the merge carries it to the target and its CRs."""
+        noted: list[Promotion] = []
+
+        def change(parent: str | None) -> dict[str, bytes | None] | None:
+            record = None if parent is None else self._record_at(parent)
+            if record is None or record.pull_request == link:
+                return None  # merged or gone meanwhile, or noted already
+            noted[:] = [record.model_copy(update={"pull_request": link})]
+            return {PROMOTION_FILE: noted[0].to_json() + b"\n"}
+
+        self.git.commit(branch, change, lambda: pull_request_message(noted[0]))
+
+    def origins(self, from_ref: str | None, to_ref: str, names: list[str]) -> Origins:
+        """How each of `names` reached `to_ref` since `from_ref` (`changeflow.delta_origins`).
+
+        One `git log --first-parent` of the range, limited to those paths and
+        `.promotion.json`, lists what each commit changed (a forge's merge commit against its
+        first parent); the records read are those of the commits that brought an entry.
+        """
+        git = self.git
+        git.fetch()
+        head = commit_of(git, to_ref)
+        base = git.resolve(from_ref) if from_ref else None
+        if not names:
+            return Origins()
+        args = ["log", "--first-parent", "--diff-merges=first-parent", "--name-only", "-z",
+                "--format=%x1e%H", "--stdin", head, *([f"^{base}"] if base else [])]  # fmt: skip
+        paths = "".join(f"{p}\n" for p in [*names, PROMOTION_FILE])
+        # a path is a path, never a glob; no public read lists changed paths, hence `_run`
+        literal = {"GIT_LITERAL_PATHSPECS": "1"}
+        _, out, _ = git._run(*args, stdin=f"--\n{paths}".encode(), env=literal)
+        history = []
+        for record in out.decode("utf-8", "replace").split("\x1e")[1:]:
+            sha, *changed = [token.strip("\n") for token in record.split("\0")]
+            history.append((sha.strip(), {c for c in changed if c}))
+        return trace_origins(history, names, self._record_at)
 
     def merge(self, promotion_id: str) -> str:
         """Merge the open promotion `promotion_id` into its target; the target's new head.

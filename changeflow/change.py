@@ -8,7 +8,9 @@ from typing import Any, NamedTuple
 
 from changeflow.approvals import approvals_needed, check_emergency_close, quorum_line
 from changeflow.authors import authors_of
+from changeflow.change_log import planned_change_log
 from changeflow.delta import Delta
+from changeflow.delta_origins import Origins, promotion_fields
 from changeflow.errors import BadInput
 from changeflow.labels import region_of_label
 from changeflow.models import (
@@ -100,7 +102,7 @@ def draft_change_request(
     previous: dict[str, InventoryEntry],
     inventory_commit: str,
     previous_inventory_commit: str | None,
-    promotion: Promotion | None,
+    promotion: Promotion | None = None,
     summary: EvidenceSummary,
     summary_url: str,
     summary_sha256: str,
@@ -110,53 +112,34 @@ def draft_change_request(
     duration: timedelta = timedelta(minutes=30),
     test_deployments: list[TestDeployment] | None = None,
     links: dict[str, str] | None = None,
+    origins: Origins | None = None,
+    change_log: list[ChangeLogEntry] | None = None,
 ) -> ChangeRequest:
     """Assemble a new CR from the facts of one deployment, filed in state `assess`.
 
     `test_deployments`: where the delta's artifacts were deployed before (`changeflow.gate`);
     `links`: evidence id -> where its report (or its run) is, for each failing record's line.
-    An emergency promotion (`promote --emergency`) files an emergency change by itself.
+    `origins`: the promotions and direct writes that brought the delta (`promotion`, the one
+    promotion to take the fields of when they are not known); `change_log`: the applications'
+    commits as read (`changeflow.change_log`; the ranges alone when None). An emergency
+    promotion (`promote --emergency`) files an emergency change by itself.
     """
     start = now or utcnow()
-    change_log = [
-        ChangeLogEntry(
-            entry=name,
-            repository_url=entry.repository_url,
-            from_commit=previous[name].commit_sha if name in previous else None,
-            to_commit=entry.commit_sha,
-        )
-        for name, entry in sorted(delta.entries.items())
-        if name not in previous or previous[name].commit_sha != entry.commit_sha
-    ]
+    if change_log is None:  # not read: the ranges alone
+        change_log = planned_change_log(delta, previous)
+    # the promotions that brought the delta (`changeflow.delta_origins`), else the one given
+    origins = origins or Origins(promotions=[promotion] if promotion else [])
     failed = [
         f"{item.asset_uri}: {item.evidence_type_id} {item.result.value} "
         f"(evidence {item.evidence_id})"
         + (f": {links[item.evidence_id]}" if links and item.evidence_id in links else "")
         for item in summary.failed
     ]
-    fields = {}
-    if promotion is not None:
-        fields = promotion.model_dump(
-            include={
-                "priority",
-                "assigned_to",
-                "description",
-                "purpose",
-                "impact",
-                "customer_impact",
-                "deployment_impact",
-                "backout_plan",
-            }
-        )
-        fields["promotion_id"] = promotion.id
-        fields["gate_overrides"] = promotion.gate_overrides
     cr = ChangeRequest(
         id=cr_id,
         environment=environment,
         region=region,
-        type=ChangeType.emergency
-        if emergency or (promotion is not None and promotion.emergency)
-        else ChangeType.standard,
+        type=ChangeType.emergency if emergency or origins.emergency else ChangeType.standard,
         deployment_run_id=deployment_run_id,
         planned_start=start,
         planned_end=start + duration,
@@ -175,7 +158,9 @@ def draft_change_request(
         test_deployments=test_deployments or [],
         # who wrote the delta's commits may not approve it (separation of duties)
         delta_authors=authors_of(e.author for e in delta.entries.values()),
-        **fields,
+        promotions=origins.promotions,
+        arrivals=origins.arrivals,
+        **promotion_fields(origins.promotions),
     )
     return transition(cr, ChangeState.assess, by="changeflow", why="filed by the deploy flow")
 

@@ -15,6 +15,7 @@ from fnmatch import fnmatchcase
 
 from pydantic import BaseModel, ValidationError
 
+from changeflow.delta_origins import PROMOTION_FILE
 from changeflow.errors import BadInput, IntegrityError
 from changeflow.models import InventoryEntry, Promotion, validate_entry_name
 from changeflow.render import code_span, escape_block, escape_inline
@@ -41,6 +42,7 @@ __all__ = [
     "parse_promotion",
     "promotion_branch",
     "promotion_message",
+    "pull_request_message",
     "pull_request_text",
     "record_message",
     "refuse_ignored",
@@ -48,7 +50,6 @@ __all__ = [
 ]
 
 MASTER = "master"
-PROMOTION_FILE = ".promotion.json"
 IGNORE_FILE = ".inventoryignore"
 PROMOTION_PREFIX = "promotion/"
 # Added to a promotion's commit message when a merge had to commit it again on a moved target.
@@ -297,6 +298,13 @@ def promotion_message(record: Promotion) -> str:
         f"source commit: {record.source_commit}\nentries: {', '.join(record.entries)}\n"
         + (f"deletions: {', '.join(record.deletions)}\n" if record.deletions else "")
     )
+
+
+def pull_request_message(record: Promotion) -> str:
+    """The commit message noting, on a promotion's branch, the pull request it was opened as."""
+    link = record.pull_request
+    where = f" ({link.url})" if link and link.url else ""
+    return f"promotion {record.id}: opened as pull request #{link.number if link else '?'}{where}"
 
 
 def pull_request_text(record: Promotion, target: str) -> tuple[str, str]:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from changeflow.approvers import Approval, ApprovalRule
 from changeflow.authors import CommitAuthor
 from changeflow.canonical import DIGEST_PATTERN, canonical_json, sha256_hex
+from changeflow.change_content import Arrival, ChangeLogEntry, PullRequestLink
 from changeflow.change_ids import CHANGE_ID_PATTERN
 from changeflow.names import (
     check_aware_past,
@@ -24,7 +25,7 @@ from changeflow.names import (
     validate_file_name,
     validate_region,
 )
-from changeflow.redaction import redact, refuse_credentials
+from changeflow.redaction import refuse_credentials
 from changeflow.tested import TestDeployment
 
 __all__ = [
@@ -286,6 +287,8 @@ class Promotion(Record):
         description="Why the promotion gate refused each entry an emergency promoted anyway.",
     )
     deletions: list[str] = Field(default_factory=list, description="Entries it removes.")
+    # issue 14: recorded on its branch when it is opened as a pull request; a merge keeps it
+    pull_request: PullRequestLink | None = None
 
     # an environment: it names a branch, and the promotion's own branch under promotion/
     _check_target = field_validator("target")(validate_environment)
@@ -312,16 +315,6 @@ class CloseCategory(StrEnum):
     successful_issues = "successful_issues"
     unsuccessful = "unsuccessful"
     cancelled = "cancelled"
-
-
-class ChangeLogEntry(Record):
-    entry: str
-    repository_url: str
-    from_commit: str | None = None
-    to_commit: str
-
-    # a CR is read by people: whatever an older entry held, no credentials reach it
-    _redact_url = field_validator("repository_url")(redact)
 
 
 class ChangeRequest(Record):
@@ -376,6 +369,9 @@ class ChangeRequest(Record):
     # the delta was deployed before (its test deployments)
     gate_overrides: list[str] = Field(default_factory=list)
     test_deployments: list[TestDeployment] = Field(default_factory=list)
+    # the promotions that brought the delta (newest first), and how each entry arrived
+    promotions: list[Promotion] | None = None
+    arrivals: list[Arrival] | None = None
     # issue 13: its environment's approval rule when filed; its delta's commit authors
     approval_rule: ApprovalRule | None = None
     delta_authors: list[CommitAuthor] = Field(default_factory=list)

@@ -13,17 +13,20 @@ import shlex
 from datetime import datetime
 
 from changeflow.approvals import quorum_line
+from changeflow.change_content import Arrival, ChangeLogEntry, PullRequestLink
 from changeflow.deploying import DEPLOY_FINISHED, DEPLOY_STARTED
 from changeflow.labels import deployed_label
 from changeflow.models import ChangeRequest, ChangeState
 from changeflow.names import has_hidden_characters
 
 __all__ = [
+    "change_log_lines",
     "closing_summary",
     "code_span",
     "escape_block",
     "escape_inline",
     "markdown_table",
+    "promotion_lines",
     "render_change_request",
 ]
 
@@ -36,6 +39,8 @@ _LONE_UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
 # what makes a line a heading, list item, quote, thematic break or setext underline
 _LINE_MARK = re.compile(r"^(\s*)([#+\-=])")
 _LINE_NUMBER = re.compile(r"^(\s*\d+)([.)])")
+# a link target that cannot close the link or hold markup of its own
+_LINK_SAFE = re.compile(r"^https?://[A-Za-z0-9.\-]+(?::\d+)?(?:/[A-Za-z0-9._~\-/]*)?$")
 
 
 def _visible(text: str) -> str:
@@ -131,12 +136,9 @@ def render_change_request(cr: ChangeRequest) -> str:
     out += [f"- deleted: {code_span(name)}" for name in cr.deletions]
     if not (cr.delta or cr.deletions):
         out.append("- (nothing)")
-    out += ["", "## Change log", ""]
-    out += [
-        f"- {code_span(c.entry)}: {escape_inline(c.repository_url)} "
-        f"{escape_inline(c.from_commit or '(new)')} → {escape_inline(c.to_commit)}"
-        for c in cr.change_log
-    ] or ["- (none)"]
+    if cr.promotions is not None:  # issue 14: what brought each entry of the delta
+        out += ["", "## Promotions", "", *promotion_lines(cr)]
+    out += ["", "## Change log", "", *change_log_lines(cr.change_log)]
     if cr.delta_authors:  # issue 13: separation of duties keeps them from approving
         authors = ", ".join(
             escape_inline(a.identity) + (" (signed commit)" if a.key else "")
@@ -193,6 +195,64 @@ def render_change_request(cr: ChangeRequest) -> str:
     if cr.state is ChangeState.closed:
         out += ["", "## Closing summary", "", *closing_summary(cr)]
     return "\n".join(out) + "\n"
+
+
+def _pull_request(link: PullRequestLink) -> str:
+    # the url is built by `changeflow.change_log.web_url` or given by the forge: a link only
+    # when it holds nothing that could end the link early
+    if link.url and _LINK_SAFE.match(link.url):
+        return f"[#{link.number}]({link.url})"
+    return f"#{link.number}"
+
+
+def promotion_lines(cr: ChangeRequest) -> list[str]:
+    """The promotions that brought a CR's delta, each with its entries, and the entries written
+    straight to the environment branch, as Markdown list items."""
+    brought: dict[str | None, list[Arrival]] = {}
+    for arrival in cr.arrivals or []:
+        brought.setdefault(arrival.promotion, []).append(arrival)
+
+    def named(arrivals: list[Arrival]) -> str:
+        return ", ".join(
+            code_span(a.entry) + (" (deleted)" if a.entry in cr.deletions else "") for a in arrivals
+        )
+
+    out = []
+    for p in cr.promotions or []:
+        request = f", pull request {_pull_request(p.pull_request)}" if p.pull_request else ""
+        out.append(
+            f"- promotion {code_span(p.id)} from {escape_inline(p.source)}{request}: "
+            f"priority {p.priority.value}, assigned to {escape_inline(p.assigned_to)}"
+            + (" (emergency)" if p.emergency else "")
+            + (f"; brought {named(brought[p.id])}" if p.id in brought else "")
+        )
+    for arrival in brought.get(None, []):
+        out.append(
+            f"- {code_span(arrival.entry)}: no promotion: written directly to "
+            f"{escape_inline(cr.environment)} in commit {code_span(arrival.commit)}"
+        )
+    return out or ["- (none: nothing in the delta came through the environment's branch)"]
+
+
+def change_log_lines(change_log: list[ChangeLogEntry]) -> list[str]:
+    """Each entry's application commits (a nested list), or why they could not be read."""
+    out = []
+    for c in change_log:
+        out.append(
+            f"- {code_span(c.entry)}: {escape_inline(c.repository_url)} "
+            f"{escape_inline(c.from_commit or '(new)')} → {escape_inline(c.to_commit)}"
+        )
+        if c.error is not None:
+            out.append(f"  - the change log could not be read: {escape_inline(c.error)}")
+            continue
+        for commit in c.commits or []:
+            request = f" ({_pull_request(commit.pull_request)})" if commit.pull_request else ""
+            out.append(f"  - {code_span(commit.sha[:12])} {escape_inline(commit.message)}{request}")
+        if c.more:
+            out.append(f"  - and {c.more} more {'commit' if c.more == 1 else 'commits'}")
+        elif c.commits == []:
+            out.append("  - (no commits between them)")
+    return out or ["- (none)"]
 
 
 def closing_summary(cr: ChangeRequest) -> list[str]:

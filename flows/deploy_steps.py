@@ -72,6 +72,7 @@ from flows.ui import (
 )
 from tasks.audit import checkpoint
 from tasks.change import file_change_request, update_change_request
+from tasks.change_log import forge_of, read_change_log
 from tasks.deployment import prepare_deployment, run_deployment_command
 from tasks.evidence import (
     find_evidence,
@@ -80,7 +81,7 @@ from tasks.evidence import (
     record_storage_check,
     store_summary,
 )
-from tasks.inventory import move_labels, read_delta, read_entries, read_promotion, resolve_refs
+from tasks.inventory import move_labels, read_delta, read_entries, read_origins, resolve_refs
 
 __all__ = [
     "Deployment",
@@ -219,7 +220,8 @@ def file_change(d: Deployment, filed: list[ChangeRequest]) -> ChangeRequest | No
         previous=previous,
         inventory_commit=d.head,
         previous_inventory_commit=d.previous,
-        promotion=read_promotion(stores.inventory, d.head),
+        origins=read_origins(stores.inventory, d.previous, d.head, delta),
+        change_log=read_change_log(delta, previous, forge_of(stores.inventory)),
         summary=summary,
         summary_url=summary_url,
         summary_sha256=summary_sha,

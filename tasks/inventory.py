@@ -9,6 +9,7 @@ from prefect import task
 from blocks.authorship import commit_author
 from changeflow.authors import CommitAuthor
 from changeflow.delta import Delta
+from changeflow.delta_origins import Origins
 from changeflow.models import InventoryEntry, Promotion
 from changeflow.ports import Inventory
 from tasks.io import IO
@@ -21,7 +22,7 @@ __all__ = [
     "read_delta",
     "read_entries",
     "read_labels",
-    "read_promotion",
+    "read_origins",
     "resolve_refs",
 ]
 
@@ -73,10 +74,10 @@ def resolve_refs(inventory: Inventory, refs: list[str]) -> list[str | None]:
     return [inventory.resolve(ref) for ref in refs]
 
 
-@task(name="read-promotion", **IO)
-def read_promotion(inventory: Inventory, ref: str) -> Promotion | None:
-    """The last promotion merged into an environment, whose fields the CR takes."""
-    return inventory.promotion(ref)
+@task(name="read-origins", **IO)
+def read_origins(inventory: Inventory, previous: str | None, head: str, delta: Delta) -> Origins:
+    """The promotions (and direct writes) that brought a delta, whose fields the CR takes."""
+    return inventory.origins(previous, head, [*delta.updated, *delta.deleted])
 
 
 @task(name="read-labels", **IO)

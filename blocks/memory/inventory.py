@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from changeflow.delta import Delta, compute_delta, select_promotion_changes
+from changeflow.delta_origins import Origins, trace_origins
 from changeflow.errors import BadInput
 from changeflow.inventory_rules import (
     IGNORE_FILE,
@@ -224,6 +225,30 @@ class MemoryInventory:
         commit = self._commits[found] if found else None
         data = commit.files.get(PROMOTION_FILE) if commit else None
         return None if commit is None or data is None else parse_promotion(data, commit.id)
+
+    def origins(self, from_ref: str | None, to_ref: str, names: list[str]) -> Origins:
+        """How each of `names` reached `to_ref` since `from_ref`: commit, promotion (if any).
+
+        Raises:
+            BadInput: when `to_ref` does not exist.
+        """
+        with self._lock:
+            commit: _Commit | None = self._resolved(to_ref)
+            base = self._find(from_ref) if from_ref else None
+            history = []  # newest first; every write here has one parent
+            while commit is not None and commit.id != base:
+                before = self._commits[commit.parent].files if commit.parent else {}
+                changed = {
+                    p for p in {*before, *commit.files} if before.get(p) != commit.files.get(p)
+                }
+                history.append((commit.id, changed))
+                commit = self._commits[commit.parent] if commit.parent else None
+
+        def read(commit_id: str) -> Promotion | None:
+            data = self._commits[commit_id].files.get(PROMOTION_FILE)
+            return None if data is None else parse_promotion(data, commit_id)
+
+        return trace_origins(history, names, read)
 
     def promotable(
         self,

@@ -205,3 +205,34 @@ def test_a_label_is_created_by_one_writer_only(inventory: Opened[Inventory]) -> 
     won = [a for a in answers if not isinstance(a, BadInput)]
     assert len(won) == 1 and len(answers) == 4
     assert inventory.another().labels() == {"run-1": won[0]}
+
+
+def test_origins_name_the_promotion_or_direct_write_that_brought_each_entry(
+    inventory: Opened[Inventory],
+) -> None:
+    store = inventory.store
+    store.add_entries([entry(n) for n in ("app-a", "app-b", "app-c", "app-d", "old")])
+    store.promote(_promotion("p1"))  # everything
+    deployed = store.resolve("staging")
+    store.add_entries([entry("app-a", "2"), entry("app-b", "2")])
+    store.remove_entries(["old"])
+    store.promote(_promotion("p2", include=["app-a", "old"], priority="high"))
+    store.promote(_promotion("p3", include=["app-b"]))
+    direct = store.add_entries([entry("app-c", "9")], branch="staging")  # straight to staging
+    assert direct is not None and direct == store.resolve("staging")
+    names = ["app-a", "app-b", "app-c", "old", "never-changed"]
+
+    origins = store.origins(deployed, "staging", names)
+
+    by_entry = {a.entry: a.promotion for a in origins.arrivals}
+    assert by_entry == {"app-a": "p2", "app-b": "p3", "app-c": None, "old": "p2"}
+    assert [a.commit for a in origins.arrivals if a.entry == "app-c"] == [direct]
+    assert [p.id for p in origins.promotions] == ["p3", "p2"]  # newest first
+    assert origins.promotions[1].deletions == ["old"]
+    # since the start, p1 brought what nothing changed after it
+    everything = store.origins(None, "staging", ["app-a", "app-c", "app-d", "never-changed"])
+    assert [a.promotion for a in everything.arrivals] == ["p2", None, "p1"]
+    assert [p.id for p in everything.promotions] == ["p2", "p1"]
+    assert store.origins(deployed, "staging", []).arrivals == []
+    with pytest.raises(BadInput):
+        store.origins(None, "no-such-branch", ["app-a"])

@@ -62,6 +62,9 @@ def test_prod_delta_is_only_what_changed(lifecycle) -> None:  # type: ignore[no-
     assert first_prod.delta == ["sample-app/sdist", "sample-app/settings", "sample-app/wheel"]
     assert second_prod.delta == ["sample-app/sdist", "sample-app/wheel"]
     assert second_prod.change_log and all(c.from_commit for c in second_prod.change_log)
+    # issue 14: the app's commits since the deployed one, and the promotion that brought each
+    assert all(c.commits and c.error is None for c in second_prod.change_log)
+    assert second_prod.promotions and all(a.promotion for a in second_prod.arrivals or [])
 
 
 def test_failing_check_is_not_auto_approved_and_a_person_approves(lifecycle) -> None:  # type: ignore[no-untyped-def]
