@@ -75,7 +75,8 @@ def deployments_of(
     """Every deployment of each entry's bytes (`entries`: name -> sha256), oldest CR first.
 
     Args:
-        crs: the CRs of change management.
+        crs: CRs of change management: at least those that deployed one of the sha256s
+            (`ChangeManagement.deployments`); a CR that names none of them counts for nothing.
         entries: the entries asked about, at the sha256 they have now.
         results: acceptance evidence id -> result (ids missing count as failed).
         exclude_environment: leave out the deployments to this environment (the one a CR is
@@ -161,7 +162,7 @@ def gate_promotion(
         source: the environment promoted from (`master` is not gated).
         regions: the source environment's regions.
         mode: the target's `promotion_gate`.
-        crs: the CRs of change management.
+        crs: at least the CRs that deployed one of the candidates' sha256s.
         results: acceptance evidence id -> result.
     """
     if source == UNGATED_SOURCE:

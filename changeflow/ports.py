@@ -8,7 +8,7 @@ Tasks and flows are typed against these only. Each port has a real adapter (a Pr
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -16,6 +16,7 @@ from typing import Protocol, runtime_checkable
 from pydantic import BaseModel
 
 from changeflow.delta import Delta
+from changeflow.delta_origins import Origins
 from changeflow.incidents import Incident
 from changeflow.inventory_rules import InventoryCheck
 from changeflow.models import (
@@ -181,6 +182,11 @@ class Inventory(Protocol):
         """The promotion last merged into a ref."""
         ...
 
+    def origins(self, from_ref: str | None, to_ref: str, names: list[str]) -> Origins:
+        """How each of `names` reached `to_ref` since `from_ref` (None: since the start): the
+        commit that last changed it, and the promotion that commit merged, if any."""
+        ...
+
     def promotable(
         self,
         source: str,
@@ -258,6 +264,17 @@ class ChangeManagement(Protocol):
         A backend answers without reading the CRs it leaves out, so a deploy that asks for its
         environment's open CRs pays the same after years of history (`changeflow.change_ids.
         listed` is the rule; `BadInput` for a name that cannot be an environment).
+        """
+        ...
+
+    def deployments(self, sha256s: Collection[str]) -> builtins.list[ChangeRequest]:
+        """The CRs whose bill of materials names one of the digests (`sha256:<hex>`), of any
+        environment and state, in id order.
+
+        A backend reads only the CRs its index by artifact digest names, and returns only
+        those whose own record lists a digest asked about (`changeflow.deployed`): the index
+        narrows, the CR decides, so a forged index entry cannot add a deployment. Cost follows
+        the digests asked about, not the CRs ever filed (`BadInput` for a malformed digest).
         """
         ...
 

@@ -23,6 +23,7 @@ from changeflow.render import escape_inline
 from changeflow.tested import TestDeployment
 
 __all__ = [
+    "Artifact",
     "ArtifactTrace",
     "BuildTrace",
     "EvidenceLine",
@@ -104,7 +105,7 @@ def artifacts_named(
     subject: str, branches: Mapping[str, Mapping[str, InventoryEntry]], crs: Iterable[ChangeRequest]
 ) -> list[Artifact]:
     """The artifacts `subject` names: a CR id (its bill of materials), an entry name (each
-    sha256 it has had on a branch or in a CR) or an artifact uri (an entry's provenance or
+    sha256 it has on a branch or in one of `crs`) or an artifact uri (an entry's provenance or
     artifact url); none when it names nothing."""
     by_id = {cr.id: cr for cr in crs}
     if subject in by_id:
@@ -196,7 +197,8 @@ def trace_artifacts(
         artifacts: the (entry name, sha256) pairs to trace.
         branches: inventory branch -> its entries (where the builds are read from).
         evidence: asset uri -> the evidence records about it.
-        crs: every CR (a deployment is a CR whose bill of materials names the bytes).
+        crs: the CRs that deployed the artifacts (`ChangeManagement.deployments`; more do no
+            harm: a deployment is a CR whose bill of materials names the bytes).
         results: acceptance evidence id -> result (an id missing counts as failed).
         incidents: every incident.
         today: the day an open incident is judged overdue against.

@@ -3,7 +3,8 @@
 `audit export CHG0000123 --output DIR` (or `--environment E [--region R]` for what is deployed
 there) writes everything the CRs rest on into DIR (`changeflow.audit_package`); `audit verify
 DIR [--trust FILE]` checks it with no network and no credentials: exit 0 when every signature
-and hash holds, 1 with one line per problem otherwise, 2 for bad input.
+and hash holds, 1 with one line per problem otherwise, 2 for bad input. The manifest is
+signed by the deploy key; with `--trust`, its signature must hold under both trust files.
 """
 
 from __future__ import annotations
@@ -46,13 +47,13 @@ def checkpoint_write(changes: ChangeManagement, cr_id: str) -> None:
 
 
 def _deployed(opened: Stores, environment: str, region: str) -> list[ChangeRequest]:
-    from changeflow.change import deployed_by, deployed_regions
+    from changeflow.change import deployed_regions
+    from tasks.audit import deployers
 
     tags = deployed_regions(opened.inventory.labels(), environment)
     tags = {r: c for r, c in tags.items() if not region or r == region}
-    crs = opened.changes.list()
-    found = [deployed_by(crs, environment, r, c) for r, c in sorted(tags.items())]
-    return [cr for cr in found if cr is not None]
+    found = deployers(opened.changes, opened.inventory, environment, tags)
+    return [cr for _, cr in sorted(found.items()) if cr is not None]
 
 
 @audit_app.command("export")
@@ -81,13 +82,15 @@ def export_cmd(
 
 
 def export(output: Path, change_request: str = "", environment: str = "", region: str = "") -> Any:
-    """Write the package of one CR, or of what is deployed to `environment` [`region`].
+    """Write the package of one CR, or of what is deployed to `environment` [`region`]; its
+    manifest signed by the deploy key (`CHANGEFLOW_DEPLOY_SIGNING_KEY_FILE` or its fallbacks).
 
     Raises:
-        BadInput: the trust file named in the settings does not exist.
+        BadInput: the trust file named in the settings does not exist, or it is set and no
+            key it lets sign `audit-package` is.
     """
     from blocks.audit_export import export_package
-    from blocks.signing import Trust
+    from blocks.signing import Trust, load_signer
     from blocks.stores import open_stores
     from changeflow.requests import RecordStores
     from changeflow.settings import Settings
@@ -104,7 +107,7 @@ def export(output: Path, change_request: str = "", environment: str = "", region
             raise BadInput(f"CHANGEFLOW_TRUST_FILE: no such file: {path}")
         data = path.expanduser().read_bytes()
         trust = (Trust(data), data)
-    return export_package(opened, crs, scope, output, trust)
+    return export_package(opened, crs, scope, output, trust, load_signer(role="deploy"))
 
 
 def exported_line(manifest: Any, output: Path) -> str:
@@ -120,7 +123,10 @@ def verify_cmd(
     package: Annotated[Path, typer.Argument(help="The package's folder.")],
     trust: Annotated[
         Path | None,
-        typer.Option(help="Your own copy of the trust file (default: the package's)."),
+        typer.Option(
+            help="Your own copy of the trust file: records are judged by it, the manifest's "
+            "signature by it and by the package's."
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -131,7 +137,8 @@ def verify_cmd(
         raise BadInput(f"--trust: no such file: {trust}")
     ok, human, report = check(package, trust)
     result = {"ok": ok, "checked": report.checked, "problems": report.problems,
-              "change_requests": [c.id for c in report.crs]}  # fmt: skip
+              "change_requests": [c.id for c in report.crs],
+              "manifest_signed_by": report.signed_by or None}  # fmt: skip
     emit(result, as_json, human)
     if not ok:
         raise typer.Exit(1)
@@ -144,8 +151,9 @@ def check(package: Path, trust: Path | None = None) -> tuple[bool, str, Any]:
     report = check_package(package, trust)
     ok = not report.problems and report.checked > 0
     crs = ", ".join(c.id for c in report.crs) or "nothing"
+    signed = f"; manifest signed by {report.signed_by}" if report.signed_by else ""
     human = (
-        f"verified {report.checked} records behind {crs}: every signature and hash holds"
+        f"verified {report.checked} records behind {crs}: every signature and hash holds{signed}"
         if ok
         else "\n".join(
             [f"does not verify: {p}" for p in report.problems]

@@ -8,12 +8,18 @@ from pydantic import BaseModel, Field
 
 from blocks.signing import Trust
 from blocks.stores import open_stores
-from changeflow.change import deployed_by, deployed_regions
+from changeflow.change import deployed_regions
 from changeflow.models import ChangeRequest, CloseCategory
 from changeflow.ports import Stores, Verification
 from changeflow.requests import DEFAULT_STORES, AuditRequest, RecordStores
-from tasks.audit import verify_approvals, verify_chain, verify_change_request, verify_entries
-from tasks.change import list_change_requests, read_change_request
+from tasks.audit import (
+    find_deployers,
+    verify_approvals,
+    verify_chain,
+    verify_change_request,
+    verify_entries,
+)
+from tasks.change import read_change_request
 from tasks.incidents import overdue_incidents
 from tasks.inventory import read_labels
 from tasks.signing import current_trust
@@ -90,10 +96,10 @@ def verify(request: AuditRequest, stores: RecordStores = DEFAULT_STORES) -> Veri
             report.broken.append(
                 f"nothing is deployed to {environment}" + (f"/{region}" if region else "")
             )
-        crs = list_change_requests(opened.changes)
+        found = find_deployers(opened.changes, opened.inventory, environment, tags)
         for reg, commit in sorted(tags.items()):
             report.targets.append(f"{environment}/{reg}")
-            deployer = deployed_by(crs, environment, reg, commit)
+            deployer = found[reg]
             if deployer is None:
                 report.broken.append(f"{environment}/{reg}: no change request deployed {commit}")
             else:

@@ -18,6 +18,7 @@ from changeflow.chain import (
     history_problems,
     judges_history,
 )
+from changeflow.change import deployed_by
 from changeflow.decision_check import decision_problems
 from changeflow.errors import IntegrityError, StorageUnavailable
 from changeflow.evidence_trust import Opened
@@ -29,6 +30,8 @@ from changeflow.trust import TrustPolicy
 __all__ = [
     "check_chain",
     "checkpoint",
+    "deployers",
+    "find_deployers",
     "verify_approvals",
     "verify_chain",
     "verify_change_request",
@@ -61,6 +64,34 @@ def verify_approvals(cr: ChangeRequest) -> Verification:
 def verify_entries(locker: EvidenceStore, inventory: Inventory, ref: str) -> Verification:
     """Check every entry at `ref` has verifiable evidence and, when stored, its artifact."""
     return locker.verify_entries(list(inventory.entries(ref).values()))
+
+
+def deployers(
+    changes: ChangeManagement, inventory: Inventory, environment: str, tags: dict[str, str]
+) -> dict[str, ChangeRequest | None]:
+    """Region -> the CR that deployed its labelled commit (`tags`: region -> commit).
+
+    Only the CRs that deployed an entry at those commits are read (`ChangeManagement.
+    deployments`); the environment's own CRs only for a commit none of them deployed (a CR
+    that only deleted entries names no sha256): never every CR ever filed.
+    """
+    digests = {
+        e.sha256 for commit in set(tags.values()) for e in inventory.entries(commit).values()
+    }
+    crs = changes.deployments(sorted(digests))
+    found = {r: deployed_by(crs, environment, r, c) for r, c in sorted(tags.items())}
+    if None in found.values():
+        crs = changes.list(environment)
+        found = {r: cr or deployed_by(crs, environment, r, tags[r]) for r, cr in found.items()}
+    return found
+
+
+@task(name="find-deployers", cache_policy=NO_CACHE)
+def find_deployers(
+    changes: ChangeManagement, inventory: Inventory, environment: str, tags: dict[str, str]
+) -> dict[str, ChangeRequest | None]:
+    """The CR behind each region's deployed label (`deployers`)."""
+    return deployers(changes, inventory, environment, tags)
 
 
 @task(name="verify-chain", cache_policy=NO_CACHE)

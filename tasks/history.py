@@ -7,12 +7,13 @@ from datetime import date
 
 from prefect import task
 
-from changeflow.errors import IntegrityError
+from changeflow.change_ids import is_change_id
+from changeflow.errors import BadInput, IntegrityError
 from changeflow.gate import acceptance_ids
 from changeflow.labels import deployed_label
 from changeflow.models import Asset, ChangeRequest, Evidence, EvidenceResult, InventoryEntry
-from changeflow.ports import ChangeManagement, EvidenceStore, Stores
-from changeflow.trace import Trace, artifacts_named, trace_artifacts
+from changeflow.ports import ChangeManagement, EvidenceStore, Inventory, Stores
+from changeflow.trace import Artifact, Trace, artifacts_named, trace_artifacts
 from tasks.io import IO
 
 __all__ = ["acceptance_results", "deployment_history", "read_trace"]
@@ -37,9 +38,13 @@ def acceptance_results(evidence: EvidenceStore, ids: list[str]) -> dict[str, Evi
 def deployment_history(
     changes: ChangeManagement, evidence: EvidenceStore, bom: dict[str, str]
 ) -> tuple[list[ChangeRequest], dict[str, EvidenceResult]]:
-    """Every CR, and the result of the acceptance evidence of those that deployed `bom`'s
-    entries (name -> sha256)."""
-    crs = changes.list()
+    """The CRs that deployed one of `bom`'s sha256s (name -> sha256), and the results of
+    their acceptance evidence.
+
+    Read through the backend's index by artifact digest (`ChangeManagement.deployments`):
+    only those CRs, never every CR ever filed. The domain then matches name and sha256.
+    """
+    crs = changes.deployments(sorted(set(bom.values())))
     return crs, acceptance_results(evidence, acceptance_ids(crs, bom))
 
 
@@ -55,6 +60,54 @@ def _evidence_about(evidence: EvidenceStore, uris: set[str]) -> dict[str, list[E
     return found
 
 
+Entries = dict[str, dict[str, InventoryEntry]]
+"""Where builds are read from: a branch (or a commit) -> its entries, or some of them."""
+
+
+def _named(stores: Stores, subject: str, at: Entries) -> list[Artifact]:
+    """The artifacts `subject` names: a CR's bill of materials, else an entry name or artifact
+    uri on the branches read, and an entry name's sha256 wherever a label says it is deployed
+    (added to `at` under the label's commit; a build no branch or label holds any more is
+    traced by its CR's id)."""
+    if is_change_id(subject):
+        try:
+            return artifacts_named(subject, at, [stores.changes.get(subject)])
+        except BadInput:
+            pass  # no CR of that id: an entry may be called so
+    found = set(artifacts_named(subject, at, []))
+    if not any(subject in (e.provenance, e.artifact) for es in at.values() for e in es.values()):
+        inventory = stores.inventory
+        for commit in sorted(set(inventory.labels().values())):
+            try:
+                entry = inventory.get(subject, commit)
+            except BadInput:  # not an entry name (an artifact uri no branch holds)
+                break
+            if entry is not None:
+                found.add((entry.name, entry.sha256))
+                at.setdefault(commit, {})[entry.name] = entry
+    return sorted(found)
+
+
+def _as_deployed(
+    inventory: Inventory, crs: list[ChangeRequest], artifacts: list[Artifact], at: Entries
+) -> None:
+    """Add to `at` each artifact no branch read holds, as the inventory commit a CR deployed
+    it from has it (its build), one entry read per artifact."""
+    held = {(e.name, e.sha256) for entries in at.values() for e in entries.values()}
+    missing = set(artifacts) - held
+    for cr in crs:
+        for name, sha in sorted(cr.bom.items()):
+            if (name, sha) not in missing or not cr.inventory_commit:
+                continue
+            try:
+                entry = inventory.get(name, cr.inventory_commit)
+            except BadInput:  # a commit the inventory does not hold (any more)
+                continue
+            if entry is not None and entry.sha256 == sha:
+                at.setdefault(cr.inventory_commit, {})[name] = entry
+                missing.discard((name, sha))
+
+
 def read_trace(
     stores: Stores,
     subject: str,
@@ -66,6 +119,10 @@ def read_trace(
 ) -> Trace:
     """Read the records a trace needs and let the domain build it.
 
+    The CRs read are those that deployed the artifacts traced (`ChangeManagement.
+    deployments`), and the branches those of master, `branches`, `environment` and the
+    environments they deployed to: what a trace costs does not grow with the CRs ever filed.
+
     Args:
         stores: the run's stores.
         subject: an entry name, artifact uri or CR id (ignored with `environment`).
@@ -75,19 +132,24 @@ def read_trace(
         branches: the inventory branches to look for builds on (besides master).
         today: the day open incidents are judged overdue against.
     """
-    inventory, crs = stores.inventory, stores.changes.list()
-    refs = {"master", *branches, *(cr.environment for cr in crs)}
-    if environment is not None:
-        refs.add(environment)
-    at: dict[str, dict[str, InventoryEntry]] = {
-        ref: inventory.entries(ref) for ref in sorted(refs) if inventory.resolve(ref) is not None
-    }
+    inventory = stores.inventory
+    at: Entries = {}
+
+    def read(refs: Iterable[str]) -> None:
+        for ref in sorted(set(refs) - set(at)):
+            if inventory.resolve(ref) is not None:
+                at[ref] = inventory.entries(ref)
+
+    read(["master", *branches, *([environment] if environment else [])])
     if environment is None:
-        artifacts = artifacts_named(subject, at, crs)
+        artifacts = _named(stores, subject, at)
     else:
         ref = deployed_label(environment, region) if region else environment
         running = inventory.entries(ref) if inventory.resolve(ref) is not None else {}
         artifacts = sorted((e.name, e.sha256) for e in running.values())
+    crs = stores.changes.deployments(sorted({sha for _, sha in artifacts}))
+    read(cr.environment for cr in crs)  # where its builds were promoted to
+    _as_deployed(inventory, crs, artifacts, at)
     names = {name for name, _ in artifacts}
     wanted = {e.provenance for entries in at.values() for e in entries.values() if e.name in names}
     # one name may have had several sha256s: ask for each artifact's acceptance evidence

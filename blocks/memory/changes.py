@@ -10,12 +10,13 @@ from __future__ import annotations
 import builtins
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from changeflow.change_ids import change_number, check_listing, format_change_id, listed
 
 # the texts of a change's history entry are those the git and ServiceNow backends write
 from changeflow.change_notes import author_of, describe_change
+from changeflow.deployed import bom_digests, check_digests, select_deployments
 from changeflow.errors import BadInput
 from changeflow.incidents import Incident
 from changeflow.models import Approval, ChangeRequest, utcnow
@@ -36,6 +37,7 @@ class MemoryChangeManagement:
         self.name = name
         self._records: dict[str, ChangeRequest] = {}
         self._history: dict[str, builtins.list[Commit]] = {}
+        self._by_digest: dict[str, set[str]] = {}
         self._lock = threading.Lock()
 
     def _record(self, cr: ChangeRequest, message: str, by: str | None) -> None:
@@ -70,6 +72,8 @@ class MemoryChangeManagement:
             if cr.id != change_id:
                 raise BadInput(f"the draft change request has id {cr.id}, not {change_id}")
             self._record(cr, message, by)
+            for sha in bom_digests(cr):
+                self._by_digest.setdefault(sha, set()).add(change_id)
         return cr
 
     def update(
@@ -129,6 +133,21 @@ class MemoryChangeManagement:
                 for i in sorted(self._records)
                 if listed(self._records[i], environment, open_only)
             ]
+
+    def deployments(self, sha256s: Collection[str]) -> builtins.list[ChangeRequest]:
+        """The CRs whose bill of materials names one of the digests, in id order.
+
+        Like the real backends, it looks the ids up in an index by digest (filled when a CR
+        is filed) and keeps those whose record lists one.
+
+        Raises:
+            BadInput: for a malformed digest.
+        """
+        digests = check_digests(sha256s)
+        with self._lock:
+            ids = {i for sha in digests for i in self._by_digest.get(sha, ())}
+            named = [self._records[i].model_copy(deep=True) for i in ids]
+        return select_deployments(named, digests)
 
     def history(self, id: str) -> builtins.list[Commit]:
         """Every change of one CR, newest first (none for an unknown id)."""

@@ -19,7 +19,7 @@ Uses the Table API (`/api/now/table/change_request`, `/api/now/table/sys_journal
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Literal
 
 from pydantic import HttpUrl
@@ -34,6 +34,7 @@ from blocks.servicenow.client import (
 )
 from changeflow.change_ids import CLOSED_STATES, check_listing, is_change_id, listed
 from changeflow.change_notes import describe_change
+from changeflow.deployed import check_digests, select_deployments
 from changeflow.errors import BadInput, IntegrityError
 from changeflow.models import Approval, ChangeRequest, ChangeState, CloseCategory, Priority
 from changeflow.ports import Commit
@@ -46,6 +47,7 @@ __all__ = [
     "STATES",
     "ServiceNowChangeManagement",
     "change_fields",
+    "implementation_plan",
 ]
 
 ATTACHMENT_NAME = "changeflow-cr.json"
@@ -53,6 +55,11 @@ _TABLE = "change_request"
 _PATH = f"/api/now/table/{_TABLE}"
 # The short description: a listing selects one environment's records by its start.
 _SUMMARY = "changeflow: deploy to {} / {}"
+# The length of `implementation_plan` in the base system; a longer plan ends with `_MORE`.
+_PLAN_LIMIT = 4000
+_MORE = "(more entries in the attached changeflow-cr.json)"
+# Digests per lookup query: each is an `implementation_planLIKE<digest>` term of the URL.
+_DIGESTS_PER_QUERY = 20
 # A placeholder id for the draft built before ServiceNow has numbered the record.
 _PLACEHOLDER = "CHG0000000"
 # The `approval` values that are a decision; "not requested" and "requested" are not (yet).
@@ -87,6 +94,21 @@ _CLOSE_CODES: dict[CloseCategory, str] = {
 }
 
 
+def implementation_plan(cr: ChangeRequest) -> str:
+    """What the change deploys, one line per entry with the sha256 it deploys, then what it
+    deletes: the field `deployments` looks digests up in (a Table API `LIKE`).
+
+    A plan too long for the field is cut, and its last line says so (`_MORE`): a lookup then
+    always reads that CR, whose attached record decides.
+    """
+    names = [*cr.delta, *(n for n in sorted(cr.bom) if n not in cr.delta)]
+    lines = [f"- {n} {cr.bom[n]}" if n in cr.bom else f"- {n}" for n in names]
+    plan = "\n".join([*lines, *(f"- delete {name}" for name in cr.deletions)])
+    if len(plan) <= _PLAN_LIMIT:
+        return plan
+    return plan[: _PLAN_LIMIT - len(_MORE) - 1].rsplit("\n", 1)[0] + "\n" + _MORE
+
+
 def change_fields(cr: ChangeRequest) -> dict[str, str]:
     """Map a change request onto `change_request` fields (no id: ServiceNow numbers it)."""
     reasons = "\n".join(f"- {r}" for r in cr.readiness_reasons) or "every required check passed"
@@ -103,8 +125,7 @@ def change_fields(cr: ChangeRequest) -> dict[str, str]:
         "priority": PRIORITIES[cr.priority],
         "justification": cr.purpose,
         "risk_impact_analysis": cr.impact,
-        "implementation_plan": "\n".join(f"- {name}" for name in cr.delta)
-        + "".join(f"\n- delete {name}" for name in cr.deletions),
+        "implementation_plan": implementation_plan(cr),
         "backout_plan": cr.backout_plan,
         "start_date": servicenow_time(cr.planned_start),
         "end_date": servicenow_time(cr.planned_end),
@@ -289,6 +310,25 @@ class ServiceNowChangeManagement(ServiceNowBlock):
         return sorted(
             (cr for cr in found if listed(cr, environment, open_only)), key=lambda c: c.id
         )
+
+    def deployments(self, sha256s: Collection[str]) -> builtins.list[ChangeRequest]:
+        """The changeflow change requests whose bill of materials names one of the digests.
+
+        A Table API query finds the records whose implementation plan holds a digest (or was
+        cut, `_MORE`), a few digests per query; only their attached records are read, and
+        only those that list a digest count (a plan edited by hand adds nothing).
+
+        Raises:
+            BadInput: for a malformed digest.
+        """
+        digests = check_digests(sha256s)
+        rows: dict[str, dict[str, str]] = {}
+        for start in range(0, len(digests), _DIGESTS_PER_QUERY):
+            terms = [*digests[start : start + _DIGESTS_PER_QUERY], _MORE]
+            looked = "^OR".join(f"implementation_planLIKE{term}" for term in terms)
+            query = f"correlation_display={MARKER}^{looked}^ORDERBYnumber"
+            rows.update((row["sys_id"], row) for row in self.rows(_TABLE, query))
+        return select_deployments((self._record(row) for row in rows.values()), digests)
 
     def history(self, id: str) -> builtins.list[Commit]:
         """Return the work notes of a change request, newest first; empty for an unknown id.

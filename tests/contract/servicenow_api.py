@@ -1,8 +1,8 @@
 """The documented shapes the ServiceNow fake serves: its tables, encoded queries and errors.
 
 Field names, choice values and number prefixes follow ServiceNow's base system; the query
-syntax is the Table API's encoded query (`field=value` terms joined by `^`, `ORDERBY<field>`,
-`ORDERBYDESC<field>`). See `servicenow_fake.py` for the server.
+syntax is the Table API's encoded query (`field=value` terms joined by `^`, `^OR` binding
+tighter than `^`, `ORDERBY<field>`, `ORDERBYDESC<field>`). See `servicenow_fake.py` for the server.
 """
 
 from __future__ import annotations
@@ -107,12 +107,15 @@ class QueryError(ValueError):
     """A sysparm_query the fake cannot parse."""
 
 
-_OPERATORS = ("STARTSWITH", "NOT IN", "IN", "=")
+_OPERATORS = ("LIKE", "STARTSWITH", "NOT IN", "IN", "=")
 Term = tuple[str, str, str]
+Condition = list[Term]
+"""Terms joined by `^OR`: one matches (`a^b^ORc` is a AND (b OR c), as ServiceNow reads it)."""
 
 
 def _term(term: str, known: frozenset[str]) -> Term:
-    """One `field<operator>value` term (operators: `=`, `IN`, `NOT IN`, `STARTSWITH`)."""
+    """One `field<operator>value` term (operators: `=`, `IN`, `NOT IN`, `STARTSWITH`, `LIKE`:
+    contains, ignoring case)."""
     for operator in _OPERATORS:
         name, sep, value = term.partition(operator)
         if sep and name and name.isidentifier():
@@ -122,23 +125,29 @@ def _term(term: str, known: frozenset[str]) -> Term:
     raise QueryError(f"unsupported query term {term!r}")
 
 
-def parse_query(query: str, known: frozenset[str]) -> tuple[list[Term], list[str]]:
-    """Parse an encoded query into (field, operator, value) terms and order-by fields.
+def parse_query(query: str, known: frozenset[str]) -> tuple[list[Condition], list[str]]:
+    """Parse an encoded query into conditions (each one or more (field, operator, value)
+    terms joined by `^OR`) and order-by fields.
 
     Order fields are returned as `field` or `-field` (descending).
 
     Raises:
-        QueryError: for another operator, or an unknown field.
+        QueryError: for another operator, an unknown field, or `^OR` with nothing before it.
     """
-    terms: list[Term] = []
+    terms: list[Condition] = []
     order: list[str] = []
     for term in query.split("^") if query else []:
         if term.startswith("ORDERBYDESC"):
             name, desc = term.removeprefix("ORDERBYDESC"), True
         elif term.startswith("ORDERBY"):
             name, desc = term.removeprefix("ORDERBY"), False
+        elif term.startswith("OR"):
+            if not terms:
+                raise QueryError(f"{term!r}: ^OR with no condition before it")
+            terms[-1].append(_term(term.removeprefix("OR"), known))
+            continue
         else:
-            terms.append(_term(term, known))
+            terms.append([_term(term, known)])
             continue
         if name not in known:
             raise QueryError(f"unknown order field {name!r}")
@@ -151,6 +160,8 @@ def _matches(row: dict[str, str], term: Term) -> bool:
     got = row.get(name, "")
     if operator == "STARTSWITH":
         return got.startswith(value)
+    if operator == "LIKE":
+        return value.casefold() in got.casefold()
     if operator in ("IN", "NOT IN"):
         return (got in value.split(",")) == (operator == "IN")
     return got == value
@@ -160,7 +171,7 @@ def select(
     rows: list[dict[str, str]], query: str, known: frozenset[str], limit: str | None
 ) -> list[dict[str, str]]:
     terms, order = parse_query(query, known)
-    found = [r for r in rows if all(_matches(r, t) for t in terms)]
+    found = [r for r in rows if all(any(_matches(r, t) for t in c) for c in terms)]
     for key in reversed(order):
         name = key.lstrip("-")
         found.sort(key=lambda r, n=name: (r.get(n, ""), r.get("_seq", "")), reverse=key[0] == "-")

@@ -5,8 +5,9 @@ and `incident` tables alike:
 
 - `POST /api/now/table/<table>` creates a record; ServiceNow assigns `sys_id` and `number`
   (CHG or INC + 7 digits) and answers 201.
-- `GET /api/now/table/<table>?sysparm_query=...` lists records (`field=value` terms joined by
-  `^`, plus `ORDERBY<field>` / `ORDERBYDESC<field>`; `sysparm_limit`).
+- `GET /api/now/table/<table>?sysparm_query=...` lists records (`field=value`, `IN`, `NOT IN`,
+  `STARTSWITH` and `LIKE` terms joined by `^`, alternatives by `^OR`, plus `ORDERBY<field>` /
+  `ORDERBYDESC<field>`; `sysparm_limit`).
 - `GET|PATCH /api/now/table/<table>/{sys_id}` reads or updates one; writing `work_notes` or
   `comments` appends a journal entry (`sys_journal_field`) instead of storing the field.
   Every write stamps `sys_updated_on` and `sys_updated_by` (the authenticated user).
