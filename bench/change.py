@@ -7,9 +7,15 @@ the record and its rendered Markdown, one commit pushed with a compare-and-swap)
 mirror, as separate deploy runs would be). The raw baseline is a plain plumbing commit of the
 same two files (hash-object, mktree, commit-tree, push) into a bare remote, measured in the same
 run, so the ratios hold on any machine; the concurrent case is compared with 20 raw commits in a
-row.
+row. Beside it, the floors measured in the same run: `raw_concurrent_20_s`, 20 raw commits at
+once (each writer its own mirror and branch: what 20 pushes at once cost here, with no id, no
+index and no main), `draft_render_20_s`, drafting and rendering 20 CRs (Python work the raw
+baseline does not do), and the CPU seconds (process and git processes) of the concurrent case
+and of the 20 raw commits (`*_cpu_s`, their ratio `cr_concurrent_cpu_ratio`), which a machine's
+load does not change as it changes wall times; `git_processes_per_cr`, the git processes
+filing one CR runs.
 
-    uv run python bench/change.py [--json] [--repeat N]
+    uv run python bench/change.py [--json] [--repeat N] [--cases filing,history,deployments]
 """
 
 from __future__ import annotations
@@ -22,9 +28,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -33,6 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from blocks.change_layout import files_of  # noqa: E402
 from blocks.change_management import (  # noqa: E402
     GitChangeManagement,
     change_paths,
@@ -54,19 +58,28 @@ from changeflow.readiness import ReadinessPolicy, deployment_ready  # noqa: E402
 from changeflow.render import render_change_request  # noqa: E402
 from changeflow.summary import summarize  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+from change_deployments import earlier_deployments, print_earlier_deployments  # noqa: E402
+from change_floors import (  # noqa: E402
+    CONCURRENT,
+    GIT_ENV,
+    at_once,
+    bare,
+    cpu_s,
+    processes_of,
+    raw_commit,
+    raw_concurrent,
+    raw_two_pushes,
+    time_of,
+    timed,
+)
+
 __all__ = ["main"]
 
 ENTRIES = 200
-CONCURRENT = 20
 TYPES = ("com.ibm.unit_tests", "com.ibm.static_scan", "com.ibm.detect_secrets", "com.ibm.sbom")
 TARGET_S = 2.0
-_GIT_ENV = {
-    "GIT_AUTHOR_NAME": "bench",
-    "GIT_AUTHOR_EMAIL": "bench@localhost",
-    "GIT_COMMITTER_NAME": "bench",
-    "GIT_COMMITTER_EMAIL": "bench@localhost",
-    "GIT_TERMINAL_PROMPT": "0",
-}
+CASES = ("filing", "history", "deployments")
 
 
 def _entry(n: int) -> InventoryEntry:
@@ -134,52 +147,11 @@ def _facts() -> dict[str, Any]:
     }
 
 
-def _bare(path: Path) -> Path:
-    subprocess.run(["git", "init", "--quiet", "--bare", str(path)], check=True)
-    return path
-
-
-def _git(git_dir: Path, *args: str, stdin: bytes | None = None) -> str:
-    return subprocess.run(
-        ["git", "--git-dir", str(git_dir), *args],
-        input=stdin,
-        capture_output=True,
-        check=True,
-        env={**os.environ, **_GIT_ENV},
-    ).stdout.decode()
-
-
-def _raw_commit(local: Path, remote: Path, files: dict[str, bytes], n: int) -> None:
-    """The least a plumbing commit of these files does: blobs, trees, commit, push."""
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = []
-        for i, data in enumerate(files.values()):
-            (Path(tmp) / str(i)).write_bytes(data)
-            paths.append(str(Path(tmp) / str(i)))
-        blobs = _git(local, "hash-object", "-w", "--stdin-paths", stdin="\n".join(paths).encode())
-    names = [p.rsplit("/", 1)[1].replace(".json", f"-{n}.json").replace(".md", f"-{n}.md")
-             for p in files]  # fmt: skip
-    listing = "".join(
-        f"100644 blob {sha}\t{name}\n" for sha, name in zip(blobs.split(), names, strict=True)
-    )
-    # The folder is rewritten whole: the cheapest possible tree, no listing of what is there.
-    sub = _git(local, "mktree", stdin=listing.encode()).strip()
-    root = _git(local, "mktree", stdin=f"040000 tree {sub}\tchanges\n".encode()).strip()
-    parent = subprocess.run(
-        ["git", "--git-dir", str(local), "rev-parse", "--verify", "--quiet", "refs/heads/main"],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    args = ["commit-tree", root, *(["-p", parent] if parent else []), "-m", f"CHG {n}"]
-    commit = _git(local, *args).strip()
-    _git(local, "update-ref", "refs/heads/main", commit)
-    _git(local, "push", "--quiet", str(remote), "refs/heads/main:refs/heads/main")
-
-
-def _time(fn: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
+def _drafted(n: int, facts: dict[str, Any]) -> None:
+    """The Python work of filing one CR beside git's: draft, its files, rendering."""
+    cr = draft_change_request(format_change_id(n), **facts)
+    files_of(cr)
+    render_change_request(cr)
 
 
 def _file_one(block: GitChangeManagement, facts: dict[str, Any]) -> None:
@@ -187,61 +159,68 @@ def _file_one(block: GitChangeManagement, facts: dict[str, Any]) -> None:
     render_change_request(cr)
 
 
-def _concurrent(base: Path, facts: dict[str, Any]) -> float:
-    """File CONCURRENT CRs from as many threads into one bare remote; return the wall time."""
-    shared = _bare(base / "concurrent.git")
+def _concurrent(base: Path, facts: dict[str, Any]) -> tuple[float, float]:
+    """File CONCURRENT CRs from as many threads into one bare remote; return the wall time and
+    the CPU time (this process and git's)."""
+    shared = bare(base / "concurrent.git")
     blocks = [
         GitChangeManagement(remote_url=shared.as_uri(), cache_dir=str(base / f"w{i}"))
         for i in range(CONCURRENT)
     ]
     for b in blocks:
         b.git  # noqa: B018 (each worker's mirror exists before the race, as in a worker)
-    start = threading.Barrier(CONCURRENT + 1)
-    errors: list[BaseException] = []
-
-    def worker(b: GitChangeManagement) -> None:
-        start.wait()
-        try:
-            _file_one(b, facts)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(b,)) for b in blocks]
-    for t in threads:
-        t.start()
-    started = time.perf_counter()
-    start.wait()
-    for t in threads:
-        t.join()
-    took = time.perf_counter() - started
-    if errors:
-        raise errors[0]
+    cpu = cpu_s()
+    took = at_once([partial(_file_one, b, facts) for b in blocks])
+    cpu = cpu_s() - cpu
     ids = [cr.id for cr in blocks[0].list()]
     if len(set(ids)) != CONCURRENT:
         raise RuntimeError(f"expected {CONCURRENT} distinct CRs, found {ids}")
-    return took
+    return took, cpu
 
 
-def _once(facts: dict[str, Any], files: dict[str, bytes]) -> tuple[float, float, float, float]:
+def _once(facts: dict[str, Any], files: dict[str, bytes]) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="changeflow-bench-cr-") as tmp:
         base = Path(tmp)
-        remote = _bare(base / "changes.git")
+        remote = bare(base / "changes.git")
         block = GitChangeManagement(remote_url=remote.as_uri(), cache_dir=str(base / "c"))
         _file_one(block, facts)  # warm: the mirror exists, as in a long-lived worker
-        single = _time(lambda: _file_one(block, facts))
+        single = time_of(lambda: _file_one(block, facts))
+        processes = processes_of(lambda: _file_one(block, facts))
 
-        raw_remote, raw_local = _bare(base / "raw.git"), _bare(base / "raw-local.git")
-        _raw_commit(raw_local, raw_remote, files, 0)
-        raw = _time(lambda: _raw_commit(raw_local, raw_remote, files, 1))
-        raw20 = _time(lambda: [_raw_commit(raw_local, raw_remote, files, n) for n in range(2, 22)])
-        return single, raw, _concurrent(base, facts), raw20
+        raw_remote, raw_local = bare(base / "raw.git"), bare(base / "raw-local.git")
+        raw_commit(raw_local, raw_remote, files, 0)
+        raw = time_of(lambda: raw_commit(raw_local, raw_remote, files, 1))
+
+        def in_a_row() -> None:
+            for n in range(2, 2 + CONCURRENT):
+                raw_commit(raw_local, raw_remote, files, n)
+
+        def drafting() -> None:
+            for n in range(1, CONCURRENT + 1):
+                _drafted(n, facts)
+
+        raw20, raw20_cpu = timed(in_a_row)
+        concurrent, concurrent_cpu = _concurrent(base, facts)
+        drafts = time_of(drafting)
+        return {
+            "cr_s_200": single,
+            "raw_commit_s": raw,
+            "cr_concurrent_20_s": concurrent,
+            "raw_commits_20_s": raw20,
+            "raw_concurrent_20_s": raw_concurrent(base, files),
+            "raw_two_pushes_20_s": raw_two_pushes(base, files),
+            "draft_render_20_s": drafts,
+            "cr_concurrent_20_cpu_s": concurrent_cpu,
+            "raw_commits_20_cpu_s": raw20_cpu,
+            "git_processes_per_cr": processes,
+        }
 
 
 def _filled(base: Path, sample: bytes, n: int) -> GitChangeManagement:
     """A remote holding `n` CRs already filed, in the layout `GitChangeManagement` writes
     (`blocks.change_layout`), built by one `git fast-import`: the 10 highest ids are filed for
     `prod`, every other one for one of 19 other environments (a year of 20 places)."""
-    remote = _bare(base / f"history-{n}.git")
+    remote = bare(base / f"history-{n}.git")
     shards: dict[str, list[bytes]] = {}
     for i in range(1, n + 1):
         change_id = format_change_id(i)
@@ -260,7 +239,7 @@ def _filled(base: Path, sample: bytes, n: int) -> GitChangeManagement:
         for branch, files in sorted(shards.items())
     ]
     subprocess.run(["git", "--git-dir", str(remote), "fast-import", "--quiet"],
-                   input=b"".join(stream), check=True, env={**os.environ, **_GIT_ENV})  # fmt: skip
+                   input=b"".join(stream), check=True, env={**os.environ, **GIT_ENV})  # fmt: skip
     block = GitChangeManagement(remote_url=remote.as_uri(), cache_dir=str(base / f"h{n}"))
     block.list("prod")  # warm: the mirror holds the history, as in a long-lived worker
     return block
@@ -281,8 +260,8 @@ def history(repeat: int) -> dict[str, float]:
             listing = partial(block.list, "prod")
             if len(deploy()) != 10 or len(listing()) != 10:
                 raise RuntimeError(f"expected the 10 CRs of prod among {n}")
-            out[f"deploy_list_s_{name}"] = statistics.median(_time(deploy) for _ in range(repeat))
-            out[f"list_s_{name}"] = statistics.median(_time(listing) for _ in range(repeat))
+            out[f"deploy_list_s_{name}"] = statistics.median(time_of(deploy) for _ in range(repeat))
+            out[f"list_s_{name}"] = statistics.median(time_of(listing) for _ in range(repeat))
     out["deploy_list_ratio_10k_vs_10"] = out["deploy_list_s_10k"] / out["deploy_list_s_10"]
     out["list_ratio_10k_vs_10"] = out["list_s_10k"] / out["list_s_10"]
     out["deploy_list_ratio_target"] = 1.5
@@ -291,38 +270,60 @@ def history(repeat: int) -> dict[str, float]:
 
 
 def run(repeat: int) -> dict[str, float]:
-    """Measure every case `repeat` times and return the medians, in seconds."""
+    """Measure every filing case `repeat` times and return the medians (seconds, or counts)."""
     facts = _facts()
     sample = draft_change_request("CHG0000001", **facts)
     record, markdown = change_paths(sample.id)
     files = {record: sample.to_json() + b"\n", markdown: render_change_request(sample).encode()}
     runs = [_once(facts, files) for _ in range(repeat)]
-    single, raw, concurrent, raw20 = (list(column) for column in zip(*runs, strict=True))
-    return {
-        "cr_s_200": statistics.median(single),
-        "raw_commit_s": statistics.median(raw),
-        "cr_concurrent_20_s": statistics.median(concurrent),
-        "raw_commits_20_s": statistics.median(raw20),
-    }
+    out = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+    out["cr_ratio"] = out["cr_s_200"] / out["raw_commit_s"]
+    out["cr_concurrent_ratio"] = out["cr_concurrent_20_s"] / out["raw_commits_20_s"]
+    out["cr_concurrent_cpu_ratio"] = out["cr_concurrent_20_cpu_s"] / out["raw_commits_20_cpu_s"]
+    out["cr_s_200_target"] = TARGET_S
+    out["cr_concurrent_ratio_target"] = 2.0
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument("--repeat", type=int, default=3, help="runs per case (median)")
+    parser.add_argument(
+        "--cases",
+        default=",".join(CASES),
+        help=f"comma-separated cases to run, of {', '.join(CASES)} (default: all)",
+    )
     args = parser.parse_args(argv)
-    if args.repeat < 1:
-        print("bench: --repeat must be at least 1", file=sys.stderr)
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    if args.repeat < 1 or not cases or set(cases) - set(CASES):
+        print(
+            f"bench: --repeat must be at least 1, --cases among {','.join(CASES)}", file=sys.stderr
+        )
         return 2
-    result = run(args.repeat)
-    result.update(history(args.repeat))
-    result["cr_ratio"] = result["cr_s_200"] / result["raw_commit_s"]
-    result["cr_concurrent_ratio"] = result["cr_concurrent_20_s"] / result["raw_commits_20_s"]
-    result["cr_s_200_target"] = TARGET_S
-    result["cr_concurrent_ratio_target"] = 2.0
+    result: dict[str, float] = {}
+    if "filing" in cases:
+        result.update(run(args.repeat))
+    if "history" in cases:
+        result.update(history(args.repeat))
+    if "deployments" in cases:
+        result.update(earlier_deployments(args.repeat))  # bench/change_deployments.py
     if args.json:
         print(json.dumps({k: round(v, 4) for k, v in result.items()}, sort_keys=True))
         return 0
+    if "filing" in cases:
+        _print_filing(result)
+    if "history" in cases:
+        for key, what in (("deploy_list", "deploy: open CRs of prod"), ("list", "cr list -e prod")):
+            print(f"{what}: with 10 CRs filed {result[f'{key}_s_10']:.3f} s, with 10,000 "
+                  f"{result[f'{key}_s_10k']:.3f} s: ratio {result[f'{key}_ratio_10k_vs_10']:.2f} "
+                  "(target 1.5)")  # fmt: skip
+    if "deployments" in cases:
+        print_earlier_deployments(result)
+    return 0
+
+
+def _print_filing(result: dict[str, float]) -> None:
     rows = [
         ("file 1 CR, 200 entries", result["cr_s_200"], result["raw_commit_s"], result["cr_ratio"]),
         (
@@ -331,17 +332,24 @@ def main(argv: list[str] | None = None) -> int:
             result["raw_commits_20_s"],
             result["cr_concurrent_ratio"],
         ),
+        (
+            "  CPU s of that",
+            result["cr_concurrent_20_cpu_s"],
+            result["raw_commits_20_cpu_s"],
+            result["cr_concurrent_cpu_ratio"],
+        ),
     ]
     print(f"{'case':<26} {'changeflow s':>12} {'raw git s':>10} {'ratio':>7}")
     for name, ours, base, ratio in rows:
         print(f"{name:<26} {ours:>12.3f} {base:>10.3f} {ratio:>7.1f}")
-    for key, what in (("deploy_list", "deploy: open CRs of prod"), ("list", "cr list -e prod")):
-        print(f"{what}: with 10 CRs filed {result[f'{key}_s_10']:.3f} s, with 10,000 "
-              f"{result[f'{key}_s_10k']:.3f} s: ratio {result[f'{key}_ratio_10k_vs_10']:.2f} "
-              "(target 1.5)")  # fmt: skip
+    print(
+        f"floors: 20 raw commits at once (own branches) {result['raw_concurrent_20_s']:.3f} s, "
+        f"with an id ticket pushed first {result['raw_two_pushes_20_s']:.3f} s; "
+        f"drafting and rendering 20 CRs {result['draft_render_20_s']:.3f} s; "
+        f"{result['git_processes_per_cr']:.0f} git processes per CR"
+    )
     verdict = "meets" if result["cr_s_200"] < TARGET_S else "MISSES"
     print(f"cr_s_200 {verdict} its {TARGET_S:.0f} s target")
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,15 +1,24 @@
 """Where the git change-management repo keeps each thing (`blocks.change_management` uses it).
 
 - `refs/changeflow/last-change-id`: the last id handed out, a blob advanced with a
-  compare-and-swap (`GitRemote.allocate`: CRs filed at once are numbered together).
+  compare-and-swap (`GitRemote.allocate`: CRs filed at once are numbered together, each through
+  a ticket `refs/changeflow/last-change-id.tickets/<time>-<uuid>` that lives while its filing
+  is in flight); `refs/changeflow/publishing`: the baton of whoever publishes main after a
+  burst (`blocks.change_publish`).
 - `changes/NN` (NN = the id's number mod 64): the CRs themselves, one commit per state change,
   so `git log changes/NN -- changes/<id>.json` is a CR's audit trail. Consecutive ids land on
   different branches: CRs filed at once never race for their content. Besides
   `changes/<id>.json` (the record, canonical JSON) and `changes/<id>.md` (rendered for people),
   a branch holds the same record under `environments/<env>/<id>.json`, and under
-  `open/<env>/<id>.json` while it is open: a listing reads one folder of each branch.
+  `open/<env>/<id>.json` while it is open: a listing reads one folder of each branch. Filing
+  also writes the index by artifact digest there, `artifacts/<hex[:2]>/<hex>/<id>`
+  (`blocks.change_index`).
 - `main`: what people browse and clone: every CR's `changes/<id>.json` and `.md`, and
   `.changeflow/published`, the shard heads it shows. The incidents live there too.
+  `.changeflow/before-shards` names the main commit up to which CRs were filed on main only
+  (a repo written before shards; empty for one that never was): their history before that is
+  main's log, and their copies on the shards were made by one "index" commit
+  (`blocks.change_migration`).
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from changeflow.ports import Commit
 from changeflow.render import render_change_request
 
 __all__ = [
+    "BEFORE_SHARDS",
     "BRANCH",
     "CHANGES_DIR",
     "COUNTER",
@@ -37,6 +47,7 @@ __all__ = [
     "change_paths",
     "changed_entries",
     "files_of",
+    "index_entries",
     "published_note",
     "shard_branch",
 ]
@@ -46,6 +57,7 @@ CHANGES_DIR = "changes"
 ENVIRONMENTS_DIR = "environments"
 OPEN_DIR = "open"
 PUBLISHED = ".changeflow/published"
+BEFORE_SHARDS = ".changeflow/before-shards"
 COUNTER = "refs/changeflow/last-change-id"
 SHARDS = 64
 SHARD_REFS = "refs/heads/changes/"
@@ -67,17 +79,26 @@ def files_of(cr: ChangeRequest) -> dict[str, bytes | Blob | None]:
     Raises:
         BadInput: when its environment cannot be a folder name.
     """
+    record, markdown = change_paths(cr.id)
+    data = cr.to_json() + b"\n"
+    entries = index_entries(cr, data)
+    return {record: data, markdown: render_change_request(cr).encode("utf-8"), **entries}
+
+
+def index_entries(cr: ChangeRequest, record: bytes | Blob) -> dict[str, bytes | Blob | None]:
+    """The copies of a CR's record (`record`) in the indexes of its shard: by environment, and
+    of open CRs while it is open (None: no longer there).
+
+    Raises:
+        BadInput: when its environment cannot be a folder name.
+    """
     try:
         validate_environment(cr.environment)
     except ValueError as exc:
         raise BadInput(f"{cr.id}: {exc}") from None
-    record, markdown = change_paths(cr.id)
-    data = cr.to_json() + b"\n"
     return {
-        record: data,
-        markdown: render_change_request(cr).encode("utf-8"),
-        f"{ENVIRONMENTS_DIR}/{cr.environment}/{cr.id}.json": data,
-        f"{OPEN_DIR}/{cr.environment}/{cr.id}.json": data if is_open(cr) else None,
+        f"{ENVIRONMENTS_DIR}/{cr.environment}/{cr.id}.json": record,
+        f"{OPEN_DIR}/{cr.environment}/{cr.id}.json": record if is_open(cr) else None,
     }
 
 

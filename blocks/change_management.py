@@ -1,36 +1,39 @@
 """The change-management block: change requests in a git repo, one branch per shard of ids.
 
 `blocks.change_layout` says where each thing lives. Filing takes an id from the counter, then
-commits the CR on its shard, where no other filing writes; every write then brings main (what
-people browse and clone) up to date, carrying along what others wrote meanwhile. The same repo
-keeps the incidents (`blocks.incidents.GitIncidents`); `ChangeRepo` is what both blocks share.
+commits the CR on its shard, where no other filing writes, in the push that deletes its id's
+ticket; every write then brings main (what people browse and clone) up to date, once for a
+burst (`blocks.change_publish`). CRs filed before shards are indexed on the first write
+(`blocks.change_migration`). The same repo keeps the incidents (`blocks.incidents.GitIncidents`);
+`ChangeRepo` is what both blocks share.
 """
 
 from __future__ import annotations
 
 import builtins
-import time
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import Callable, Collection, Mapping
 
 from pydantic import HttpUrl
 
+from blocks.change_index import artifact_entries, read_deployments
 from blocks.change_layout import (
+    BEFORE_SHARDS,
     BRANCH,
     CHANGES_DIR,
     COUNTER,
     ENVIRONMENTS_DIR,
     OPEN_DIR,
-    PUBLISHED,
     SHARD_REFS,
     SHARDS,
     change_paths,
-    changed_entries,
     files_of,
-    published_note,
     shard_branch,
 )
+from blocks.change_migration import INDEX_SUBJECT, before_shards, index_before_shards, unindexed
+from blocks.change_publish import publish, settle
 from blocks.change_repo import LOGO, ChangeRepo
-from blocks.gitrepo import redact
+from blocks.gitrepo import GitError, redact
 from blocks.gitrepo.objects import Blob
 from changeflow.change_ids import (
     change_number,
@@ -58,10 +61,9 @@ __all__ = [
     "shard_branch",
 ]
 
-# A writer of the latest id waits up to _WAITS x _POLL seconds for the CRs filed just before
-# it to land, and publishes them all at once (one publish instead of a race on main).
-_WAITS = 20
-_POLL = 0.1
+
+class _Unindexed(Exception):
+    """The CR being updated was filed before shards and is not on its shard yet."""
 
 
 class GitChangeManagement(ChangeRepo):
@@ -95,9 +97,11 @@ class GitChangeManagement(ChangeRepo):
     def _parse(change_id: str, data: bytes, where: str) -> ChangeRequest:
         return stored_change_request(change_id, data, f" at {where[:12]}")
 
-    def _last_number(self) -> int:
+    def _last_number(self, listed: dict[str, str]) -> int:
         """The highest id filed, for a repo whose counter does not exist yet (one written by an
-        earlier version keeps its CRs on main only)."""
+        earlier version keeps its CRs on main only); 0 when the remote has no branch."""
+        if not any(ref.startswith("refs/heads/") for ref in listed):
+            return 0
         self.git.fetch()
         refs = [f"refs/heads/{BRANCH}", *sorted(self.git.refs(SHARD_REFS))]
         numbers = [
@@ -110,13 +114,17 @@ class GitChangeManagement(ChangeRepo):
 
     def _stored(self, parent: str | None, change_id: str) -> ChangeRequest | None:
         """The record at a shard head, or on main for a CR filed before shards existed."""
+        return self._found(parent, change_id)[0]
+
+    def _found(self, parent: str | None, change_id: str) -> tuple[ChangeRequest | None, bool]:
+        """The record at a shard head or on main, and whether it was on the shard."""
         record = change_paths(change_id)[0]
         names = [f"{parent}:{record}"] if parent else []
         names.append(f"refs/heads/{BRANCH}:{record}")
         for name, data in zip(names, self.git.read_blobs(names), strict=True):
             if data is not None:
-                return self._parse(change_id, data, name)
-        return None
+                return self._parse(change_id, data, name), parent is not None and name == names[0]
+        return None, False
 
     def create(
         self,
@@ -127,9 +135,10 @@ class GitChangeManagement(ChangeRepo):
     ) -> ChangeRequest:
         """File a new change request under the next id.
 
-        The id is taken first (the counter's compare-and-swap), then drafted once and
-        committed on its shard, where no other filing writes: a draft is never built twice. A
-        writer killed in between leaves an id without a CR, never half a CR.
+        The id is taken first (a ticket the counter numbers), then drafted once and committed
+        on its shard, where no other filing writes, in the push that deletes the ticket: a
+        draft is never built twice. A writer killed in between leaves an id without a CR,
+        never half a CR; one that fails deletes its ticket.
 
         Args:
             draft: builds the record for the id it is given.
@@ -139,20 +148,40 @@ class GitChangeManagement(ChangeRepo):
         Returns:
             The record as committed.
         """
-        change_id = format_change_id(self.git.allocate(COUNTER, self._last_number))
-        cr = draft(change_id)
-        if cr.id != change_id:
-            raise BadInput(f"the draft change request has id {cr.id}, not {change_id}")
-        files = files_of(cr)
+        ticket = self.git.allocate(COUNTER, self._last_number)
+        change_id = format_change_id(ticket.number)
+        try:
+            cr = draft(change_id)
+            if cr.id != change_id:
+                raise BadInput(f"the draft change request has id {cr.id}, not {change_id}")
+            files = {**files_of(cr), **artifact_entries(cr)}  # the index by digest: filing only
 
-        def change(parent: str | None) -> Mapping[str, bytes | Blob | None]:
-            if parent is not None and self._stored(parent, change_id) is not None:
-                raise IntegrityError(f"{change_id} is filed already: the id counter went back")
-            return files
+            def change(parent: str | None) -> Mapping[str, bytes | Blob | None]:
+                record = change_paths(change_id)[0]
+                if parent is not None and self.git.path_types(parent, [record]):
+                    raise IntegrityError(f"{change_id} is filed already: the id counter went back")
+                return files
 
-        text, branch = describe_change(cr, message, by), shard_branch(change_id)
-        head = self.git.commit(branch, change, text, author=author_of(by), narrow=True)
-        self._settle(branch, head, change_number(change_id) or 0)
+            text, branch = describe_change(cr, message, by), shard_branch(change_id)
+            head = self.git.commit(
+                branch,
+                change,
+                text,
+                author=author_of(by),
+                narrow=True,
+                release={ticket.ref: ticket.value},
+                listed=ticket.listed,
+            )
+        except BaseException:
+            # no one waits for a filing that will not land (a ticket left behind is deleted
+            # by a later numbering, once stale)
+            with contextlib.suppress(GitError):
+                self.git.push_refs({ticket.ref: ""}, {ticket.ref: ticket.value})
+                settle(self.git, None, None)  # as if it landed: it may be the last of a burst
+            raise
+        tickets = f"{COUNTER}.tickets/"
+        burst = any(r.startswith(tickets) and r != ticket.ref for r in ticket.listed)
+        settle(self.git, branch, head, burst=burst)
         self.name_head()  # so a clone of the remote shows the CRs
         return cr
 
@@ -183,11 +212,17 @@ class GitChangeManagement(ChangeRepo):
         if not is_change_id(cr.id):
             raise BadInput(f"unknown change request {cr.id}")
         files = files_of(cr)
+        indexed = [False]
 
         def change(parent: str | None) -> Mapping[str, bytes | Blob | None]:
-            stored = self._stored(parent, cr.id)
+            stored, on_shard = self._found(parent, cr.id)
+            if not on_shard:  # filed before shards, or unknown: main as it is now decides
+                self.git.fetch(f"refs/heads/{BRANCH}")
+                stored, on_shard = self._found(parent, cr.id)
             if stored is None:
                 raise BadInput(f"unknown change request {cr.id}")
+            if not on_shard and not indexed[0]:
+                raise _Unindexed  # filed before shards: its shard log starts with its index
             if stored.environment != cr.environment:
                 raise BadInput(f"{cr.id} is filed for {stored.environment}, not {cr.environment}")
             if expected is not None:
@@ -195,102 +230,14 @@ class GitChangeManagement(ChangeRepo):
             return files
 
         text, branch = describe_change(cr, message, by), shard_branch(cr.id)
-        head = self.git.commit(branch, change, text, author=author_of(by), narrow=True)
-        self._publish(branch, head)
+        try:
+            head = self.git.commit(branch, change, text, author=author_of(by), narrow=True)
+        except _Unindexed:
+            index_before_shards(self.git)
+            indexed[0] = True
+            head = self.git.commit(branch, change, text, author=author_of(by), narrow=True)
+        publish(self.git, branch, head)
         return cr
-
-    def _settle(self, branch: str, head: str | None, number: int) -> None:
-        """Make sure main shows a new CR, publishing as few times as a burst of filings allows.
-
-        The writer of the latest id waits (briefly) for the CRs filed just before it to land,
-        publishes them all, and publishes again for any that landed meanwhile. A writer of an
-        earlier id returns at once unless main shows the latest CR already: then that
-        publish may have missed it, and it publishes itself.
-        """
-        main = f"refs/heads/{BRANCH}"
-        latest = self.git.counter(COUNTER) or number
-        if latest > number:
-            self.git.fetch(main)
-            if self.git.resolve(main) is None or not self.git.path_types(
-                main, [change_paths(format_change_id(latest))[0]]
-            ):
-                return  # the latest writer has not published yet: it will carry this one
-            self._publish(branch, head)
-            return
-        for _ in range(_WAITS):
-            if not self._in_flight(number):
-                break
-            time.sleep(_POLL)
-        self._publish(branch, head)
-        while self._in_flight(number, unpublished=True):
-            self._publish(branch, None)  # what landed after that publish read the shards
-
-    def _in_flight(self, number: int, *, unpublished: bool = False) -> bool:
-        """Whether a CR just before `number` is not filed yet (with `unpublished`: filed on its
-        shard but not shown on main). One fetch and one read of the `changes` folders."""
-        self.git.fetch()
-        ids = [format_change_id(n) for n in range(max(1, number - SHARDS + 1), number)]
-        refs = [f"refs/heads/{BRANCH}", *(f"refs/heads/{shard_branch(i)}" for i in ids)]
-        folders = dict(
-            zip(refs, self.git.read_trees([f"{r}:{CHANGES_DIR}" for r in refs]), strict=True)
-        )
-        shown = folders[refs[0]] or {}
-        waiting = [
-            (i, folders[r] or {})
-            for i, r in zip(ids, refs[1:], strict=True)
-            if f"{i}.json" not in shown
-        ]
-        filed = [i for i, folder in waiting if f"{i}.json" in folder]
-        return bool(filed) if unpublished else len(filed) < len(waiting)
-
-    def _recorded(self, ref: str | None) -> dict[str, str]:
-        """The shard heads main at `ref` shows (`.changeflow/published`)."""
-        if ref is None or self.git.resolve(ref) is None:
-            return {}
-        text = self.git.read_files(ref, [PUBLISHED]).get(PUBLISHED, b"").decode()
-        return dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
-
-    def _publish(self, branch: str, head: str | None) -> None:
-        """Show on main every CR version the shards hold and main does not yet, until main
-        shows `head` of shard `branch` (the writer's own).
-
-        Whoever publishes carries along what others wrote meanwhile, so writers that lose the
-        race on main find their change there already and stop. Only shards ahead of what main
-        records are read (a shard listed before main moved past it is left alone).
-        """
-        mine = f"refs/heads/{branch}"
-        shown: builtins.list[Commit] = []
-
-        def change(parent: str | None) -> Mapping[str, bytes | Blob | None] | None:
-            recorded = self._recorded(parent)
-            if head is not None and recorded.get(mine) == head:
-                return None
-            moved = {r: s for r, s in self.git.refs(SHARD_REFS).items() if recorded.get(r) != s}
-            bases = [recorded[r] for r in moved if r in recorded]
-            commits = self.git.commits_between(list(moved.values()), bases)
-            new = {c.commit for c in commits}
-            ahead = {r: s for r, s in moved.items() if s in new}
-            if not ahead or (head is not None and head not in new):
-                return None  # main shows it already (and maybe more of its shard)
-            # one process reads each shard's folder now and as main last showed it
-            names = [f"{s}:{CHANGES_DIR}" for s in ahead.values()]
-            names += [f"{recorded[r]}:{CHANGES_DIR}" for r in ahead if r in recorded]
-            trees = iter([t or {} for t in self.git.read_trees(names)])
-            now = [next(trees) for _ in ahead]
-            files: dict[str, bytes | Blob | None] = {}
-            for ref, tree in zip(ahead, now, strict=True):
-                files.update(changed_entries(tree, next(trees) if ref in recorded else {}))
-            recorded.update(ahead)
-            files[PUBLISHED] = "".join(f"{r} {s}\n" for r, s in sorted(recorded.items())).encode()
-            shown[:] = commits
-            return files
-
-        self.git.commit(
-            BRANCH,
-            change,
-            lambda: published_note(shown)[0],
-            author=lambda: published_note(shown)[1],
-        )
 
     def get(self, id: str) -> ChangeRequest:
         """Return a change request.
@@ -313,9 +260,13 @@ class GitChangeManagement(ChangeRepo):
             return []
         self.git.fetch()
         path = change_paths(id)[0]
-        return self.git.log(f"refs/heads/{shard_branch(id)}", path=path) or self.git.log(
-            f"refs/heads/{BRANCH}", path=path
-        )
+        own = self.git.log(f"refs/heads/{shard_branch(id)}", path=path)
+        if own and not own[-1].message.startswith(INDEX_SUBJECT):
+            return own  # born on its shard (the usual case)
+        # filed before shards: its earlier history is main's, up to where that ended
+        before = before_shards(self.git)
+        older = self.git.log(before, path=path) if before else []
+        return own[:-1] + older
 
     def list(
         self, environment: str | None = None, open_only: bool = False
@@ -324,29 +275,38 @@ class GitChangeManagement(ChangeRepo):
         ones with `open_only`, sorted by id.
 
         Reads one folder of each shard (`open/<env>`, `environments/<env>`, or `changes`) and
-        the records listed there: what it leaves out is never read.
+        the records listed there: what it leaves out is never read. In a repo whose CRs filed
+        before shards are not indexed yet (no write since), those are read from main too.
 
         Raises:
             BadInput: for a name that cannot be an environment.
         """
         check_listing(environment)
         self.git.fetch()
-        heads = sorted(self.git.refs(SHARD_REFS).values())
+        branches = self.git.refs("refs/heads/")
+        heads = sorted(sha for ref, sha in branches.items() if ref.startswith(SHARD_REFS))
+        main = branches.get(f"refs/heads/{BRANCH}")
+        # main's `.changeflow` folder, read in the same batch: does it say old CRs are indexed?
+        meta = [f"{main}:{BEFORE_SHARDS.rsplit('/', 1)[0]}"] if main else []
         if open_only and environment is None:  # open CRs of every environment: a level down
-            tops = self.git.read_trees([f"{h}:{OPEN_DIR}" for h in heads])
+            tops = self.git.read_trees([*(f"{h}:{OPEN_DIR}" for h in heads), *meta])
+            marks = tops.pop() if meta else None
             trees = self.git.read_trees(
                 [e[2] for top in tops for e in (top or {}).values() if e[1] == "tree"]
             )
         else:
             folder = OPEN_DIR if open_only else ENVIRONMENTS_DIR if environment else CHANGES_DIR
             path = f"{folder}/{environment}" if environment else folder
-            trees = self.git.read_trees([f"{h}:{path}" for h in heads])
+            trees = self.git.read_trees([*(f"{h}:{path}" for h in heads), *meta])
+            marks = trees.pop() if meta else None
         entries = sorted(
             (name.removesuffix(".json"), entry[2])
             for tree in trees
             for name, entry in (tree or {}).items()
             if name.endswith(".json") and is_change_id(name.removesuffix(".json"))
         )
+        if main and BEFORE_SHARDS.rsplit("/", 1)[1] not in (marks or {}):
+            entries = sorted(entries + self._before_shards(main))
         blobs = self.git.read_blobs([sha for _, sha in entries])
         crs = [
             self._parse(i, data, sha)
@@ -354,6 +314,19 @@ class GitChangeManagement(ChangeRepo):
             if data is not None
         ]
         return [cr for cr in crs if listed(cr, environment, open_only)]
+
+    def _before_shards(self, main: str) -> builtins.list[tuple[str, str]]:
+        """(id, record blob) of the CRs on main (at commit `main`) that no shard holds yet (an
+        old repo before its first write indexes them): `list` filters them like the others."""
+        return [(i, record) for i, (record, _) in unindexed(self.git, main).items()]
+
+    def deployments(self, sha256s: Collection[str]) -> builtins.list[ChangeRequest]:
+        """The CRs whose bill of materials names one of the digests (`blocks.change_index`).
+
+        Raises:
+            BadInput: for a malformed digest.
+        """
+        return read_deployments(self.git, sha256s)
 
     def link(self, cr: ChangeRequest) -> str:
         """The CR's record in the repo: `<remote_url>#changes/<id>.json`, credentials hidden."""

@@ -61,6 +61,8 @@ _SCP_RE = re.compile(r"^(?:[A-Za-z0-9._\-]+@)?[A-Za-z0-9][A-Za-z0-9.\-]*:(?!//)[
 
 def has_hidden_characters(text: str) -> bool:
     """Tell whether `text` holds a control, format (bidi, zero-width) or unassigned character."""
+    if text.isascii() and text.isprintable():
+        return False  # the common case, without a lookup per character (rendering a CR)
     return any(unicodedata.category(c) in _HIDDEN for c in text)
 
 

@@ -4,8 +4,10 @@ The remote is the source of truth. The blocks use the facade `GitRemote`, built 
 
 - `mirror`: the local bare mirror in a cache folder, its lock, the git process environment,
   fetching, and the redaction of credentials in URLs (`GitMirror`);
-- `objects`: reading refs, trees, blobs, diffs and history, and writing blobs and trees
-  (`GitObjects`);
+- `objects` and `trees`: reading refs, trees, blobs, diffs and history, and writing blobs and
+  trees, in Python (`packs`: loose objects, or one pack for many) (`GitObjects`);
+- `pushes`: compare-and-swap pushes of one or many refs, listings, commit objects;
+- `counter`: numbers taken from a counter ref by writers at once, through tickets;
 - `writes`: commits and refs pushed with a compare-and-swap, retried on a race (`GitRemote`);
 - `errors`: what can go wrong, and the checks on ref names and paths.
 

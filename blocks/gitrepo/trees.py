@@ -1,18 +1,21 @@
-"""Trees and blobs in the mirror: read many with one process, write a change's trees with two.
+"""Trees and blobs in the mirror: read many with one process, written with none.
 
-Split from `objects` (reads of refs, history and files) to keep each module small.
+A commit's new blobs and trees are written here, in Python, as git itself would write them
+(`blocks.gitrepo.packs`: one pack for many), instead of a `hash-object` and a `mktree` process
+per commit. Split from `objects` (reads of refs, history and files) to keep each module small.
 """
 
 from __future__ import annotations
 
 import hashlib
-import tempfile
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from blocks.gitrepo.errors import GitError, check_path
 from blocks.gitrepo.mirror import NETWORK_TIMEOUT, GitMirror
+from blocks.gitrepo.packs import LOOSE_AT_MOST, object_id, write_loose, write_pack
 
 __all__ = ["Blob", "GitTrees", "TreeEntry"]
 
@@ -26,19 +29,40 @@ class Blob(str):
     __slots__ = ()
 
 
+_ENTRY = {size: re.compile(rb"(\d+) ([^\0]*)\0(.{%d})" % size, re.S) for size in (20, 32)}
+
+
+def _kind(mode: bytes) -> tuple[str, str]:
+    text = mode.decode().zfill(6)
+    return text, "tree" if text == "040000" else "commit" if text == "160000" else "blob"
+
+
+_KINDS = {mode: _kind(mode) for mode in (b"40000", b"100644", b"100755", b"120000", b"160000")}
+
+
 def _parse_tree(raw: bytes, hash_size: int) -> dict[str, TreeEntry]:
-    """The entries of a tree object as `cat-file` gives it: `<mode> <name>\\0<binary sha>`."""
+    """The entries of a tree object as `cat-file` gives it: `<mode> <name>\\0<binary sha>`
+    (a regular expression walks them: a big folder is parsed at C speed)."""
     entries: dict[str, TreeEntry] = {}
-    pos = 0
-    while pos < len(raw):
-        space = raw.index(b" ", pos)
-        nul = raw.index(b"\0", space)
-        mode = raw[pos:space].decode()
-        sha = raw[nul + 1 : nul + 1 + hash_size].hex()
-        kind = "tree" if mode == "40000" else "commit" if mode == "160000" else "blob"
-        entries[raw[space + 1 : nul].decode("utf-8", "replace")] = (mode.zfill(6), kind, sha)
-        pos = nul + 1 + hash_size
+    size = 0
+    for mode, name, sha in _ENTRY[hash_size].findall(raw):
+        known = _KINDS.get(mode) or _kind(mode)
+        entries[name.decode("utf-8", "replace")] = (known[0], known[1], sha.hex())
+        size += len(mode) + len(name) + 2 + hash_size
+    if size != len(raw):
+        raise GitError("a tree object that does not parse")
     return entries
+
+
+def _tree_body(entries: dict[str, TreeEntry]) -> bytes:
+    """A tree object's body: `<mode> <name>\\0<binary sha>` per entry, sorted as git sorts them
+    (a folder as if its name ended in "/"); mode "40000" for folders, without a leading 0."""
+    items = [
+        ((f"{name}/" if kind == "tree" else name).encode(), f"{mode.lstrip('0')} {name}\0", sha)
+        for name, (mode, kind, sha) in entries.items()
+    ]
+    items.sort(key=lambda item: item[0])
+    return b"".join(head.encode() + bytes.fromhex(sha) for _, head, sha in items)
 
 
 class GitTrees(GitMirror):
@@ -48,8 +72,7 @@ class GitTrees(GitMirror):
         self, url: str, cache_dir: Path | str, *, timeout: float = NETWORK_TIMEOUT
     ) -> None:
         super().__init__(url, cache_dir, timeout=timeout)
-        self._empty_tree: str | None = None
-        self._hash_bytes: int | None = None
+        self._algorithm: str | None = None
 
     def _cat_batch(self, names: list[str]) -> list[tuple[str, bytes] | None]:
         """Read many objects with one `cat-file --batch`: (type, content) or None if missing."""
@@ -90,9 +113,35 @@ class GitTrees(GitMirror):
         return [r[1] if r and r[0] == "blob" else None for r in self._cat_batch(shas)]
 
     def _hash_size(self) -> int:
-        if self._hash_bytes is None:
-            self._hash_bytes = len(self._empty()) // 2
-        return self._hash_bytes
+        return hashlib.new(self._hash_name()).digest_size
+
+    def _hash_name(self) -> str:
+        """The mirror's object format: sha1, or sha256 where `extensions.objectFormat` says so."""
+        if self._algorithm is None:
+            with self._repo.config_reader("repository") as config:
+                name = str(config.get_value("extensions", "objectformat", "sha1"))
+            self._algorithm = "sha256" if name.lower() == "sha256" else "sha1"
+        return self._algorithm
+
+    def _object_id(self, kind: str, body: bytes) -> str:
+        """The id git gives an object of this type and body."""
+        return object_id(self._hash_name(), kind, body)
+
+    def _store(self, objects: Mapping[str, tuple[str, bytes]]) -> None:
+        """Write objects (id → (type, body)) into the mirror: a few loose, more as one pack."""
+        folder = self.path / "objects"
+        if len(objects) <= LOOSE_AT_MOST:
+            for sha, (kind, body) in objects.items():
+                write_loose(folder, sha, kind, body)
+        else:
+            listed = [(sha, kind, body) for sha, (kind, body) in objects.items()]
+            write_pack(folder, self._hash_name(), listed)
+
+    def _write_objects(self, kind: str, bodies: list[bytes]) -> list[str]:
+        """Write objects of one type into the mirror; return their ids."""
+        shas = [self._object_id(kind, body) for body in bodies]
+        self._store({sha: (kind, body) for sha, body in zip(shas, bodies, strict=True)})
+        return shas
 
     def _ls_tree(self, tree: str) -> dict[str, TreeEntry]:
         out = self._run("ls-tree", "-z", tree)[1]
@@ -105,38 +154,18 @@ class GitTrees(GitMirror):
             entries[name.decode("utf-8")] = (mode, kind, sha)
         return entries
 
-    def _mktree(self, entries: dict[str, TreeEntry]) -> str:
-        body = b"".join(
-            f"{mode} {kind} {sha}\t{name}\0".encode() for name, (mode, kind, sha) in entries.items()
-        )
-        return self._text("mktree", "-z", stdin=body)
-
     def _hash_blobs(self, blobs: list[bytes]) -> list[str]:
-        """Write blobs into the mirror with one `hash-object` process; return their shas."""
-        if not blobs:
-            return []
-        with tempfile.TemporaryDirectory(dir=self.cache_dir, prefix=".blobs-") as tmp:
-            paths = []
-            for i, data in enumerate(blobs):
-                path = Path(tmp) / str(i)
-                path.write_bytes(data)
-                paths.append(str(path))
-            out = self._text(
-                "hash-object",
-                "-w",
-                "--no-filters",
-                "--stdin-paths",
-                stdin="\n".join(paths).encode(),
-            )
-        return out.split()
+        """Write blobs into the mirror (no process); return their shas."""
+        return self._write_objects("blob", blobs)
 
-    def _build_tree(self, tree: str | None, node: dict[str, Any]) -> str | None:
+    def _build_tree(
+        self, tree: str | None, node: dict[str, Any], batch: dict[str, tuple[str, bytes]]
+    ) -> str | None:
         """Apply `node` (name → blob sha, None to delete, or a sub-node) to `tree`.
 
-        Only the trees on changed paths are read and written, whatever their depth with two
-        processes: one `cat-file --batch` reads them, one `mktree --batch` writes the new
-        ones (their ids computed here, children first, and checked against git's). Returns
-        None for an empty tree.
+        Only the trees on changed paths are read and made, whatever their depth: one
+        `cat-file --batch` reads them, and the new ones are added to `batch`, children first,
+        for the caller to write. Returns None for an empty tree.
         """
         folders: list[tuple[str, ...]] = []
 
@@ -151,8 +180,6 @@ class GitTrees(GitMirror):
         if tree:
             names = [f"{tree}:{'/'.join(path)}" if path else tree for path in folders]
             read = dict(zip(folders, self.read_trees(names), strict=True))
-        batch: list[bytes] = []
-        expected: list[str] = []
 
         def build(sub: dict[str, Any], path: tuple[str, ...], own: str | None) -> str | None:
             before = (read.get(path) or {}) if own else {}
@@ -175,41 +202,27 @@ class GitTrees(GitMirror):
                 return None
             if own and entries == before:
                 return own
-            sha = self._tree_id(entries)
-            listing = (f"{m} {k} {h}\t{n}\0" for n, (m, k, h) in entries.items())
-            batch.append("".join(listing).encode())
-            expected.append(sha)
+            body = _tree_body(entries)
+            sha = self._object_id("tree", body)
+            batch[sha] = ("tree", body)
             return sha
 
-        root = build(node, (), tree)
-        if batch:
-            out = self._text("mktree", "-z", "--batch", stdin=b"\0".join(batch))
-            if out.split() != expected:
-                raise GitError("git wrote other trees than were computed")
-        return root
-
-    def _tree_id(self, entries: dict[str, TreeEntry]) -> str:
-        """The object id git gives a tree of these entries (sorted as git sorts them)."""
-        ordered = sorted(
-            entries.items(), key=lambda e: e[0].encode() + (b"/" if e[1][1] == "tree" else b"")
-        )
-        body = b"".join(
-            f"{mode.lstrip('0')} {name}".encode() + b"\0" + bytes.fromhex(sha)
-            for name, (mode, _, sha) in ordered
-        )
-        algorithm = "sha1" if self._hash_size() == 20 else "sha256"
-        return hashlib.new(algorithm, b"tree %d\0" % len(body) + body).hexdigest()
+        return build(node, (), tree)
 
     def _write_tree(self, base: str | None, changes: Mapping[str, bytes | Blob | None]) -> str:
         """Write the tree of `base` with `changes` applied (path → content or `Blob`, None
-        deletes)."""
-        written = [
-            (p, d) for p, d in sorted(changes.items()) if d is not None and not isinstance(d, Blob)
-        ]
-        shas: dict[str, str] = dict(
-            zip([p for p, _ in written], self._hash_blobs([d for _, d in written]), strict=True)
-        )
-        shas.update({p: str(d) for p, d in changes.items() if isinstance(d, Blob)})
+        deletes): its new blobs and trees, all at once."""
+        batch: dict[str, tuple[str, bytes]] = {}
+        ids: dict[bytes, str] = {}  # each distinct content hashed once (index entries repeat)
+        shas: dict[str, str] = {}
+        for path, data in changes.items():
+            if isinstance(data, Blob):
+                shas[path] = str(data)
+            elif data is not None:
+                if (sha := ids.get(data)) is None:
+                    sha = ids[data] = self._object_id("blob", data)
+                    batch[sha] = ("blob", data)
+                shas[path] = sha
         root: dict[str, Any] = {}
         for path in sorted(changes):
             parts = check_path(path)
@@ -222,9 +235,9 @@ class GitTrees(GitMirror):
             if isinstance(node.get(parts[-1]), dict):
                 raise ValueError(f"{path!r} is written both as a file and as a folder")
             node[parts[-1]] = shas.get(path)
-        return self._build_tree(base, root) or self._empty()
+        tree = self._build_tree(base, root, batch)
+        self._store(batch)
+        return tree or self._empty()
 
     def _empty(self) -> str:
-        if self._empty_tree is None:
-            self._empty_tree = self._mktree({})
-        return self._empty_tree
+        return self._write_objects("tree", [b""])[0]

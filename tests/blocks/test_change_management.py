@@ -11,6 +11,7 @@ import pytest
 from stack_support import git_in, race
 
 from blocks.change_management import GitChangeManagement, shard_branch
+from blocks.gitrepo import GitRemote
 from blocks.incidents import GitIncidents
 from changeflow.errors import BadInput, IntegrityError
 from changeflow.incidents import GracePeriods, Incident, incidents_from_evidence, reconcile
@@ -89,6 +90,12 @@ def _one_commit_each_and_all_shown(bare: Path, ids: list[str]) -> None:
     assert shown == sorted(f"changes/{i}.{ext}" for i in ids for ext in ("json", "md"))
     assert 1 <= int(git_in(bare, "rev-list", "--count", "main")) <= len(ids)
     assert git_in(bare, "rev-list", "--merges", "--all") == ""
+    # every id's ticket is gone with the push that filed it; objects written without git are
+    # sound (a pack and loose objects written in Python, checked by git itself)
+    assert git_in(bare, "for-each-ref", "refs/changeflow/") == git_in(
+        bare, "for-each-ref", "refs/changeflow/last-change-id"
+    )
+    git_in(bare, "fsck", "--strict", "--no-dangling")
 
 
 def test_update_is_one_commit_and_git_log_is_the_audit_trail(
@@ -251,3 +258,186 @@ def test_identical_concurrent_drafts_still_get_distinct_ids(
     assert errors == []
     assert sorted(ids) == [f"CHG{n:07d}" for n in range(1, count + 1)]
     _one_commit_each_and_all_shown(bare, ids)
+
+
+def test_a_filing_that_fails_releases_its_id_ticket(
+    changes: GitChangeManagement, bare: Path
+) -> None:
+    def broken(change_id: str) -> ChangeRequest:
+        raise BadInput(f"cannot draft {change_id}")
+
+    with pytest.raises(BadInput, match="cannot draft CHG0000001"):
+        changes.create(broken)
+    assert "tickets" not in git_in(bare, "for-each-ref", "refs/changeflow/")
+    # nobody waits for it: the next filing is shown on main at once, after the id's gap
+    cr = changes.create(draft())
+    assert cr.id == "CHG0000002"
+    assert "changes/CHG0000002.json" in git_in(bare, "ls-tree", "-r", "--name-only", "main")
+
+
+def _ticket(bare: Path, age_s: float, value: str = "pending") -> str:
+    """Push a ticket by hand, as a writer that took it `age_s` seconds ago would have."""
+    import subprocess
+    import time
+
+    blob = subprocess.run(
+        ["git", "--git-dir", str(bare), "hash-object", "-w", "--stdin"],
+        input=f"{value}\n".encode(), capture_output=True, check=True,
+    ).stdout.decode().strip()  # fmt: skip
+    name = f"refs/changeflow/last-change-id.tickets/{time.time_ns() - int(age_s * 1e9):020d}-x"
+    git_in(bare, "update-ref", name, blob)
+    return name
+
+
+def test_tickets_of_writers_in_flight_defer_publishing_to_the_last_one(
+    changes: GitChangeManagement, bare: Path
+) -> None:
+    changes.create(draft())
+    # another writer took an id a moment ago and has not landed: it will publish this one too
+    other = _ticket(bare, 1.0, "9")
+    cr = changes.create(draft())
+    assert cr.id == "CHG0000002"
+    assert "CHG0000002" in git_in(bare, "ls-tree", "-r", "--name-only", "changes/02")
+    assert "CHG0000002" not in git_in(bare, "ls-tree", "-r", "--name-only", "main")
+    # a ticket older than YOUNG_S holds nobody back (its writer may have died): the next
+    # filing publishes, carrying the one before; one older than STALE_S is deleted
+    git_in(bare, "update-ref", "-d", other)
+    from blocks.change_publish import YOUNG_S
+    from blocks.gitrepo.counter import STALE_S
+
+    old = _ticket(bare, YOUNG_S + 1, "9")
+    dead = _ticket(bare, STALE_S + 1)
+    third = changes.create(draft())
+    shown = git_in(bare, "ls-tree", "-r", "--name-only", "main", "changes/")
+    assert {f"changes/{i}.json" for i in ("CHG0000002", third.id)} <= set(shown.split())
+    left = git_in(bare, "for-each-ref", "--format=%(refname)", "refs/changeflow/").split()
+    assert old in left and dead not in left
+
+
+def _file_on_main(legacy: GitRemote, cr: ChangeRequest, message: str) -> None:
+    """What a version before shards wrote: the record and its Markdown on main, one commit."""
+    from changeflow.render import render_change_request
+
+    record, markdown = f"changes/{cr.id}.json", f"changes/{cr.id}.md"
+    files = {record: cr.to_json() + b"\n", markdown: render_change_request(cr).encode()}
+    legacy.commit("main", lambda _parent: files, f"{cr.id}: {message}")
+
+
+def test_a_repo_from_before_shards_is_listed_then_indexed_on_the_first_write(
+    changes: GitChangeManagement, bare: Path, tmp_path: Path
+) -> None:
+    legacy = GitRemote(bare.as_uri(), tmp_path / "legacy")
+    old = [draft("prod")("CHG0000001"), draft("staging")("CHG0000002"), draft("prod")("CHG0000003")]
+    for cr in old:
+        _file_on_main(legacy, cr, "change request created")
+    closed = old[0].model_copy(update={"state": ChangeState.closed})
+    _file_on_main(legacy, closed, "closed")
+    before = git_in(bare, "rev-parse", "main").strip()
+    # read before any write: every listing sees them, from main
+    assert [cr.id for cr in changes.list()] == ["CHG0000001", "CHG0000002", "CHG0000003"]
+    assert [cr.id for cr in changes.list("prod", open_only=True)] == ["CHG0000003"]
+    assert changes.get("CHG0000001") == closed
+    # the first write indexes them on their shards, in one push with main's mark
+    new = changes.create(draft("prod"))
+    assert new.id == "CHG0000004"
+    assert git_in(bare, "show", "main:.changeflow/before-shards").strip() == before
+    for cr in (closed, *old[1:]):
+        shard = shard_branch(cr.id)
+        assert (
+            git_in(bare, "show", f"{shard}:changes/{cr.id}.json").encode() == cr.to_json() + b"\n"
+        )
+        assert git_in(bare, "show", f"{shard}:environments/{cr.environment}/{cr.id}.json")
+    assert "CHG0000001" not in git_in(bare, "ls-tree", "-r", "--name-only", "changes/01", "open/")
+    reader = GitChangeManagement(remote_url=bare.as_uri(), cache_dir=str(tmp_path / "reader"))
+    assert [cr.id for cr in reader.list("prod", open_only=True)] == ["CHG0000003", "CHG0000004"]
+    assert [cr.id for cr in reader.list("staging")] == ["CHG0000002"]
+    assert reader.list() == [closed, *old[1:], new]
+    # a CR's history is its shard's log, then main's before shards (not the index commit)
+    changes.update(closed.model_copy(update={"description": "annotated"}), "annotated")
+    assert [c.message.splitlines()[0] for c in reader.history("CHG0000001")] == [
+        "CHG0000001: annotated",
+        "CHG0000001: closed",
+        "CHG0000001: change request created",
+    ]
+    assert [c.message.splitlines()[0] for c in reader.history("CHG0000004")] == [
+        "CHG0000004: change request created"
+    ]
+    # main shows every CR once, and the index commit says what it did
+    subjects = git_in(bare, "log", "--format=%s", "main").splitlines()
+    assert "index the change requests filed before shards (3)" in subjects
+    shown = git_in(bare, "ls-tree", "--name-only", "main", "changes/").split()
+    assert shown == sorted(f"changes/CHG000000{n}.{e}" for n in range(1, 5) for e in ("json", "md"))
+    git_in(bare, "fsck", "--strict", "--no-dangling")
+
+
+def test_a_repo_already_on_shards_gets_its_older_crs_indexed_too(
+    changes: GitChangeManagement, bare: Path, tmp_path: Path
+) -> None:
+    # a repo where the first version with shards filed CR 2 after CR 1 was filed on main: a
+    # counter, a shard and main's published heads, but no mark, and CR 1 on main only
+    legacy = GitRemote(bare.as_uri(), tmp_path / "legacy")
+    first = draft("prod")("CHG0000001")
+    _file_on_main(legacy, first, "change request created")
+    second = draft("prod")("CHG0000002")
+    from blocks.change_layout import files_of
+
+    head = legacy.commit("changes/02", lambda _p: files_of(second), "CHG0000002: created")
+    _file_on_main(legacy, second, "change request created")
+    published = f"refs/heads/changes/02 {head}\n".encode()
+    legacy.commit("main", lambda _p: {".changeflow/published": published}, "published")
+    counter = legacy._hash_blobs([b"2\n"])[0]
+    assert legacy.push_refs({"refs/changeflow/last-change-id": counter}, {})
+    third = changes.create(draft("prod"))
+    assert third.id == "CHG0000003"
+    assert [cr.id for cr in changes.list("prod")] == ["CHG0000001", "CHG0000002", "CHG0000003"]
+    assert git_in(bare, "log", "--format=%s", "changes/01").splitlines() == [
+        "index the change requests filed before shards"
+    ]
+    assert git_in(bare, "log", "--format=%s", "changes/02").splitlines() == ["CHG0000002: created"]
+
+
+def test_updating_a_cr_from_before_shards_first_keeps_its_history(
+    changes: GitChangeManagement, bare: Path, tmp_path: Path
+) -> None:
+    legacy = GitRemote(bare.as_uri(), tmp_path / "legacy")
+    old = [draft("prod")("CHG0000001"), draft("prod")("CHG0000002")]
+    for cr in old:
+        _file_on_main(legacy, cr, "change request created")
+    # the first write after the upgrade is an update: the old CRs are indexed before it
+    changes.update(old[0].model_copy(update={"description": "annotated"}), "annotated")
+    assert [c.message.splitlines()[0] for c in changes.history("CHG0000001")] == [
+        "CHG0000001: annotated",
+        "CHG0000001: change request created",
+    ]
+    assert git_in(bare, "log", "--format=%s", "changes/01").splitlines() == [
+        "CHG0000001: annotated",
+        "index the change requests filed before shards",
+    ]
+    assert [cr.id for cr in changes.list("prod", open_only=True)] == ["CHG0000001", "CHG0000002"]
+
+
+def test_of_writers_landing_together_the_baton_holder_publishes(
+    changes: GitChangeManagement, bare: Path, tmp_path: Path
+) -> None:
+    import time
+
+    from blocks.change_layout import files_of
+    from blocks.change_publish import BATON, settle
+
+    cr = changes.create(draft())
+    other = GitChangeManagement(remote_url=bare.as_uri(), cache_dir=str(tmp_path / "other"))
+    # a filing landed on its shard, not shown yet; another writer holds the baton: it will look
+    # at the shards again after letting go, so this one leaves main alone
+    second = draft()("CHG0000002")
+    head = other.git.commit("changes/02", lambda _p: files_of(second), "CHG0000002: created")
+    now = other.git._hash_blobs([f"{int(time.time())}\n".encode()])[0]
+    assert other.git.push_refs({BATON: now}, {})
+    settle(other.git, "changes/02", head)
+    assert "CHG0000002" not in git_in(bare, "ls-tree", "-r", "--name-only", "main")
+    # a baton from an hour ago is its dead holder's: taken over, released with the publish
+    stale = other.git._hash_blobs([f"{int(time.time()) - 3600}\n".encode()])[0]
+    assert other.git.push_refs({BATON: stale}, {BATON: now})
+    settle(other.git, "changes/02", head)
+    assert "changes/CHG0000002.json" in git_in(bare, "ls-tree", "-r", "--name-only", "main")
+    assert BATON not in git_in(bare, "for-each-ref", "refs/changeflow/")
+    assert [c.id for c in changes.list()] == [cr.id, "CHG0000002"]

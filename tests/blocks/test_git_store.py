@@ -20,6 +20,16 @@ def remote(bare: Path, tmp_path: Path) -> GitRemote:
     return GitRemote(bare.as_uri(), tmp_path / "cache")
 
 
+def git_in_stdin(repo: Path, stdin: str, *args: str) -> str:
+    return subprocess.run(
+        ["git", "--git-dir", str(repo), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
 def _put(files: Mapping[str, bytes | None]) -> Callable[[str | None], Mapping[str, bytes | None]]:
     return lambda _parent: files
 
@@ -220,3 +230,64 @@ def test_ref_value_is_what_a_compare_and_swap_expects(remote: GitRemote, bare: P
     remote.delete_ref("refs/tags/v_latest", expected=tag_object)
     with pytest.raises(ValueError):
         remote.ref_value("master")
+
+
+def test_objects_written_without_git_are_what_git_would_write(
+    remote: GitRemote, bare: Path
+) -> None:
+    # many files: one pack written in Python; a few: loose objects. git checks both.
+    files = {f"d{i % 7}/ü{i % 3}/f-{i}": b"x" * i for i in range(60)}
+    files["big"] = bytes(range(256)) * 400
+    head = remote.commit("master", _put(files), "many")
+    assert list((remote.path / "objects" / "pack").glob("pack-*.idx"))
+    remote.commit("master", _put({"d0/ü0/f-0": b"changed", "gone": None}), "few")
+    for repo in (remote.path, bare):
+        git_in(repo, "fsck", "--strict", "--full", "--no-dangling")
+    assert remote.read_files("master") == {**files, "d0/ü0/f-0": b"changed"}
+    # the ids are git's own: git hashes the same tree listing to the same id
+    listing = git_in(bare, "ls-tree", f"{head}:d1")
+    assert (
+        git_in_stdin(bare, listing, "mktree").strip()
+        == git_in(bare, "rev-parse", f"{head}:d1").strip()
+    )
+
+
+def test_a_commit_releases_refs_in_the_same_push(remote: GitRemote, bare: Path) -> None:
+    blob = remote._hash_blobs([b"pending\n"])[0]
+    assert remote.push_refs({"refs/x/mine": blob, "refs/x/other": blob}, {})
+    head = remote.commit("master", _put({"a": b"1"}), "one", release={"refs/x/mine": blob})
+    assert git_in(bare, "rev-parse", "master").strip() == head
+    # released with the commit; one that no longer holds the value given is left alone
+    assert git_in(bare, "for-each-ref", "--format=%(refname)", "refs/x/").split() == [
+        "refs/x/other"
+    ]
+    remote.commit("master", _put({"b": b"2"}), "two", release={"refs/x/other": "0" * 40})
+    assert git_in(bare, "for-each-ref", "--format=%(refname)", "refs/x/").split() == [
+        "refs/x/other"
+    ]
+    # an atomic push moves all or nothing
+    assert not remote.push_refs(
+        {"refs/x/other": "", "refs/x/new": blob}, {"refs/x/other": "0" * 40}
+    )
+    assert "refs/x/new" not in git_in(bare, "for-each-ref", "refs/x/")
+
+
+def test_writers_taking_numbers_at_once_get_distinct_ones_and_keep_their_tickets(
+    bare: Path, tmp_path: Path
+) -> None:
+    counter = "refs/changeflow/last-change-id"
+
+    def mirror(i: int) -> GitRemote:
+        return GitRemote(bare.as_uri(), tmp_path / ("shared" if i % 3 == 0 else f"c{i}"))
+
+    tickets, errors = race(8, mirror, lambda _i, remote: remote.allocate(counter, lambda _l: 41))
+    assert errors == []
+    assert sorted(t.number for t in tickets) == list(range(42, 50))
+    remote = mirror(1)
+    assert remote.counter(counter) == 49
+    ages = remote.ticket_ages(counter, remote.listing())
+    assert set(ages) == {t.ref for t in tickets} and all(0 <= a < 60 for a in ages.values())
+    for ticket in tickets:  # each holds its number until its writer deletes it
+        assert git_in(bare, "cat-file", "blob", ticket.value).strip() == str(ticket.number)
+        assert remote.push_refs({ticket.ref: ""}, {ticket.ref: ticket.value})
+    assert remote.allocate(counter, lambda _l: 0).number == 50
