@@ -18,6 +18,12 @@ os.environ["DO_NOT_TRACK"] = "1"
 os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "WARNING"
 os.environ["CHANGEFLOW_HOME"] = tempfile.mkdtemp(prefix="changeflow-tests-home-")
 os.environ.pop("PREFECT_API_URL", None)
+# No test reaches the network. A deploy reads the change log of each entry's repository, and
+# most tests name an example.com one: git is pointed at a folder that does not exist instead,
+# so the read fails at once, as for any unreachable repository, wherever the suite runs.
+os.environ["GIT_CONFIG_COUNT"] = "1"
+os.environ["GIT_CONFIG_KEY_0"] = "url.file:///nonexistent/example.com/.insteadOf"
+os.environ["GIT_CONFIG_VALUE_0"] = "https://example.com/"
 for _name in list(os.environ):
     if _name.startswith("CHANGEFLOW_") and _name != "CHANGEFLOW_HOME":
         del os.environ[_name]
@@ -73,6 +79,16 @@ def prefect_api(prefect_database: tuple[str, str]) -> str:
     return prefect_database[0]
 
 
+# Two of the server's services turn every event into rows: the task-run recorder and the event
+# persister. No test reads what they write except tests/flows/test_task_runs.py, which starts a
+# server of its own that runs them (`recording_prefect_api`); together they were half the
+# session server's CPU and most of its database's. Automations (the triggers service) still run.
+QUIET_SERVICES = {
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED": "false",
+}
+
+
 @pytest.fixture(scope="session")
 def prefect_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """A started Prefect server on PostgreSQL, as production runs it, and its database's name:
@@ -86,7 +102,7 @@ def prefect_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple
     with postgres_database() as (database, url):
         process, api = start_prefect_server(
             tmp_path_factory.mktemp("prefect-server"),
-            env={"PREFECT_API_DATABASE_CONNECTION_URL": url},
+            env={"PREFECT_API_DATABASE_CONNECTION_URL": url, **QUIET_SERVICES},
         )
         os.environ["PREFECT_API_URL"] = api
         try:
@@ -98,6 +114,36 @@ def prefect_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple
                 APILogWorker.drain_all(timeout=5)
         finally:
             os.environ.pop("PREFECT_API_URL", None)
+            stop_process(process.pid)
+
+
+@pytest.fixture
+def recording_prefect_api(
+    prefect_api: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A Prefect server with every service, the task-run recorder included, for the test's
+    flows (the session's server leaves it out: `QUIET_SERVICES`)."""
+    from prefect.events.clients import PrefectEventsClient
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with postgres_database() as (_, url):
+        process, api = start_prefect_server(
+            tmp_path_factory.mktemp("prefect-recording"),
+            env={"PREFECT_API_DATABASE_CONNECTION_URL": url},
+        )
+        try:
+            # The process's events worker stays connected to the server it first sent to;
+            # task runs exist only as events, so they need a worker of their own for this one.
+            EventsWorker.drain_all(timeout=5)
+            EventsWorker.set_client_override(PrefectEventsClient, api_url=api)
+            with temporary_settings(updates={PREFECT_API_URL: api}):
+                yield api
+                EventsWorker.drain_all(timeout=5)
+                APILogWorker.drain_all(timeout=5)
+        finally:
+            EventsWorker.set_client_override(None)
             stop_process(process.pid)
 
 

@@ -162,15 +162,11 @@ def test_serve_registers_every_deployment(prefect_api: str, tmp_path: Path) -> N
             server.wait()
 
 
-def test_serve_refuses_an_unknown_deployment(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [*SERVE, "serve", "--deployment", "nope", "--file", str(PROJECT)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+def test_serve_refuses_an_unknown_deployment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    done = run_changeflow("serve", "--deployment", "nope", "--file", str(PROJECT))
     assert done.returncode == 2, done.stderr
     assert "no deployment named nope" in done.stderr
 
