@@ -97,8 +97,10 @@ def test_real_pytest_junit_with_failures_errors_and_skips(tmp_path: Path) -> Non
         "def test_skip():\n    pytest.skip('not today')\n"
     )
     args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-c", os.devnull]
-    args += ["--rootdir", str(tmp_path), "-o", "addopts=", "-q", "--junitxml=junit.xml"]
-    run_tool([*args, "test_sample.py"], tmp_path)
+    args += ["--rootdir", str(tmp_path), "--confcutdir", str(tmp_path), "-o", "addopts="]
+    args += ["-q", "--junitxml=junit.xml"]
+    ran = run_tool([*args, "test_sample.py"], tmp_path)
+    assert (tmp_path / "junit.xml").exists(), ran.stdout + ran.stderr
     outcome = parse_report("junit", (tmp_path / "junit.xml").read_bytes())
     assert outcome.result == FAILURE
     assert outcome.counts == {"tests": 4, "failures": 1, "errors": 1, "skipped": 1}
