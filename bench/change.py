@@ -23,9 +23,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from datetime import UTC, datetime
@@ -62,10 +60,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 from change_deployments import earlier_deployments, print_earlier_deployments  # noqa: E402
 from change_floors import (  # noqa: E402
     CONCURRENT,
-    GIT_ENV,
     at_once,
     bare,
     cpu_s,
+    fill_shards,
     processes_of,
     raw_commit,
     raw_concurrent,
@@ -233,13 +231,7 @@ def _filled(base: Path, sample: bytes, n: int) -> GitChangeManagement:
             shards.setdefault(shard_branch(change_id), []).append(
                 b"M 100644 inline %s\ndata %d\n%s\n" % (path.encode(), len(body), body)
             )
-    stream = [
-        b"commit refs/heads/%s\ncommitter bench <bench@localhost> 0 +0000\ndata 4\nfill\n%s"
-        % (branch.encode(), b"".join(files))
-        for branch, files in sorted(shards.items())
-    ]
-    subprocess.run(["git", "--git-dir", str(remote), "fast-import", "--quiet"],
-                   input=b"".join(stream), check=True, env={**os.environ, **GIT_ENV})  # fmt: skip
+    fill_shards(remote, shards)
     block = GitChangeManagement(remote_url=remote.as_uri(), cache_dir=str(base / f"h{n}"))
     block.list("prod")  # warm: the mirror holds the history, as in a long-lived worker
     return block

@@ -12,17 +12,17 @@ prints its numbers with the others (issue 15: target a ratio of at most 1.5).
 from __future__ import annotations
 
 import hashlib
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from change_floors import fill_shards, time_of  # noqa: E402
 
 from blocks.change_index import artifact_entries, artifact_folder  # noqa: E402
 from blocks.change_layout import change_paths, files_of, shard_branch  # noqa: E402
@@ -31,19 +31,6 @@ from changeflow.change_ids import format_change_id  # noqa: E402
 from changeflow.models import ChangeRequest, ChangeState, CloseCategory  # noqa: E402
 
 __all__ = ["earlier_deployments", "print_earlier_deployments"]
-
-_GIT_ENV = {
-    "GIT_AUTHOR_NAME": "bench",
-    "GIT_AUTHOR_EMAIL": "bench@localhost",
-    "GIT_COMMITTER_NAME": "bench",
-    "GIT_COMMITTER_EMAIL": "bench@localhost",
-}
-
-
-def _time(fn: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
 
 
 def _filled_index(base: Path, n: int) -> tuple[GitChangeManagement, str]:
@@ -77,13 +64,7 @@ def _filled_index(base: Path, n: int) -> tuple[GitChangeManagement, str]:
                 shards.setdefault(shard_branch(change_id), []).append(
                     b"M 100644 inline %s\ndata %d\n%s\n" % (path.encode(), len(data), data)
                 )
-    stream = [
-        b"commit refs/heads/%s\ncommitter bench <bench@localhost> 0 +0000\ndata 4\nfill\n%s"
-        % (branch.encode(), b"".join(files))
-        for branch, files in sorted(shards.items())
-    ]
-    subprocess.run(["git", "--git-dir", str(remote), "fast-import", "--quiet"],
-                   input=b"".join(stream), check=True, env={**os.environ, **_GIT_ENV})  # fmt: skip
+    fill_shards(remote, shards)
     block = GitChangeManagement(remote_url=remote.as_uri(), cache_dir=str(base / f"d{n}"))
     block.deployments([wanted])  # warm: the mirror holds the history, as in a long-lived worker
     return block, wanted
@@ -143,11 +124,11 @@ def earlier_deployments(
                 raise RuntimeError(f"expected the 10 deployments of app among {n} CRs")
             reads[f"earlier_deployments_s_{name}"] = read
             reads[f"earlier_deployments_raw_s_{name}"] = _raw_read(block, wanted)
-            out[f"every_cr_s_{name}"] = _time(block.list)
+            out[f"every_cr_s_{name}"] = time_of(block.list)
         times: dict[str, list[float]] = {key: [] for key in reads}
         for _ in range(10 * repeat):
             for key, run_once in reads.items():
-                times[key].append(_time(run_once))
+                times[key].append(time_of(run_once))
     out.update({key: statistics.median(taken) for key, taken in times.items()})
     small, large = sizes[0][1], sizes[-1][1]
     for key in ("earlier_deployments", "earlier_deployments_raw"):
