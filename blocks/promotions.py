@@ -199,16 +199,7 @@ class PromotionBranches:
         base = git.resolve(from_ref) if from_ref else None
         if not names:
             return Origins()
-        args = ["log", "--first-parent", "--diff-merges=first-parent", "--name-only", "-z",
-                "--format=%x1e%H", "--stdin", head, *([f"^{base}"] if base else [])]  # fmt: skip
-        paths = "".join(f"{p}\n" for p in [*names, PROMOTION_FILE])
-        # a path is a path, never a glob; no public read lists changed paths, hence `_run`
-        literal = {"GIT_LITERAL_PATHSPECS": "1"}
-        _, out, _ = git._run(*args, stdin=f"--\n{paths}".encode(), env=literal)
-        history = []
-        for record in out.decode("utf-8", "replace").split("\x1e")[1:]:
-            sha, *changed = [token.strip("\n") for token in record.split("\0")]
-            history.append((sha.strip(), {c for c in changed if c}))
+        history = git.changed_paths(head, base, [*names, PROMOTION_FILE])
         return trace_origins(history, names, self._record_at)
 
     def merge(self, promotion_id: str) -> str:

@@ -228,6 +228,23 @@ class GitObjects(GitTrees):
             return []
         return self._commits(["log", "-z", _LOG_FORMAT, *tips, *(f"^{b}" for b in bases), "--"])
 
+    def changed_paths(
+        self, head: str, base: str | None, paths: list[str]
+    ) -> list[tuple[str, set[str]]]:
+        """Return (commit, which of `paths` it changed), newest first, for the first-parent
+        history of `head` since `base` (a merge against its first parent); `paths` are literal
+        paths, never globs, and only commits changing one of them are listed."""
+        args = ["log", "--first-parent", "--diff-merges=first-parent", "--name-only", "-z",
+                "--format=%x1e%H", "--stdin", head, *([f"^{base}"] if base else [])]  # fmt: skip
+        listed = "".join(f"{p}\n" for p in _usable(paths))
+        literal = {"GIT_LITERAL_PATHSPECS": "1"}
+        out = self._run(*args, stdin=f"--\n{listed}".encode(), env=literal)[1]
+        history = []
+        for record in out.decode("utf-8", "replace").split("\x1e")[1:]:
+            sha, *changed = [token.strip("\n") for token in record.split("\0")]
+            history.append((sha.strip(), {c for c in changed if c}))
+        return history
+
     def _commits(self, args: list[str]) -> list[Commit]:
         commits = []
         for record in self._run(*args)[1].decode("utf-8", "replace").split("\0"):
