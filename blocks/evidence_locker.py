@@ -241,13 +241,16 @@ class EvidenceLocker(Block):
         """Store an asset record; the first record for a uri is the one kept."""
         self._records().put_asset(asset)
 
-    def put_evidence(self, evidence: Evidence, assets: Iterable[Asset] = ()) -> Evidence:
-        """Store a sealed evidence record, its assets and the per-asset markers.
+    def put_evidence(
+        self, evidence: Evidence, assets: Iterable[Asset] = (), envelope: bytes | None = None
+    ) -> Evidence:
+        """Store a sealed evidence record (with its signed `envelope`), its assets and the
+        per-asset markers.
 
         Attachments must already be stored: the record is written only once they verify, and
         the markers only after the record, so a reader never finds a dangling link.
         """
-        return self._records().put_evidence(evidence, assets)
+        return self._records().put_evidence(evidence, assets, envelope)
 
     def get_evidence(self, evidence_id: str) -> Evidence:
         """Read an evidence record and check it still hashes to its id."""

@@ -76,8 +76,11 @@ class EvidenceStore(Protocol):
         """Whether an entry's artifact URL points into this store."""
         ...
 
-    def put_evidence(self, evidence: Evidence, assets: Iterable[Asset] = ()) -> Evidence:
-        """Store an evidence record and link it to its assets."""
+    def put_evidence(
+        self, evidence: Evidence, assets: Iterable[Asset] = (), envelope: bytes | None = None
+    ) -> Evidence:
+        """Store an evidence record with its signed DSSE envelope (if any), linked to its
+        assets: a reader never finds the record without the envelope."""
         ...
 
     def get_evidence(self, evidence_id: str) -> Evidence:
@@ -102,7 +105,7 @@ class EvidenceStore(Protocol):
         ...
 
     def put_evidence_envelope(self, evidence_id: str, envelope: bytes) -> None:
-        """Store an evidence record's signed DSSE envelope beside it (write-once)."""
+        """Store a signed DSSE envelope for a record stored before (write-once)."""
         ...
 
     def get_evidence_envelope(self, evidence_id: str) -> bytes | None:

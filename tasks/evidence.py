@@ -70,9 +70,9 @@ def record_report(
         findings=outcome.findings,
         summary=outcome.summary,
     )
-    # the envelope first: a record is never found before the signature that vouches for it
-    sign_evidence(locker, evidence, assets, load_signer(role=role))
-    return locker.put_evidence(evidence, assets), outcome
+    # stored with its signature: a record is never found before the envelope that vouches for it
+    envelope = sign_evidence(evidence, assets, load_signer(role=role))
+    return locker.put_evidence(evidence, assets, envelope), outcome
 
 
 @task(name="gather-evidence", **IO)
@@ -126,8 +126,8 @@ def record_storage_check(
         attachments=[attachment],
         summary=check.summary,
     )
-    sign_evidence(locker, evidence, assets, load_signer(role="deploy"))
-    return locker.put_evidence(evidence, assets)
+    envelope = sign_evidence(evidence, assets, load_signer(role="deploy"))
+    return locker.put_evidence(evidence, assets, envelope)
 
 
 @task(name="read-evidence", **IO)

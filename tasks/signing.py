@@ -42,13 +42,12 @@ def current_trust() -> Trust | None:
 
 
 def sign_evidence(
-    locker: EvidenceStore, evidence: Evidence, assets: list[Asset], signer: StatementSigner | None
-) -> None:
-    """Store a sealed record's signed envelope, before the record itself (no-op unsigned)."""
+    evidence: Evidence, assets: list[Asset], signer: StatementSigner | None
+) -> bytes | None:
+    """A sealed record's signed envelope, stored with the record (None without a key)."""
     if signer is None:
-        return
-    statement = evidence_statement(evidence, {a.id: a.uri for a in assets})
-    locker.put_evidence_envelope(evidence.id, signer.sign(statement))
+        return None
+    return signer.sign(evidence_statement(evidence, {a.id: a.uri for a in assets}))
 
 
 @task(name="sign-provenance", **IO)

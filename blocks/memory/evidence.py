@@ -136,8 +136,10 @@ class MemoryEvidenceStore:
 
     # -- evidence -------------------------------------------------------------------------
 
-    def put_evidence(self, evidence: Evidence, assets: Iterable[Asset] = ()) -> Evidence:
-        """Store a sealed evidence record and link it to its assets.
+    def put_evidence(
+        self, evidence: Evidence, assets: Iterable[Asset] = (), envelope: bytes | None = None
+    ) -> Evidence:
+        """Store a sealed evidence record with its envelope, and link it to its assets.
 
         The asset records themselves are not kept: the links are by asset id, and nothing
         reads an asset record back through the port.
@@ -154,6 +156,8 @@ class MemoryEvidenceStore:
             missing = [h for h, key in keys.items() if key not in self._objects]
         if missing:
             raise IntegrityError(f"attachment {missing[0]} is not stored")
+        if envelope is not None:
+            self.put_evidence_envelope(sealed.id, envelope)
         self._put_once(self.evidence_key(sealed.id), sealed.to_json())
         # the links come last, so a reader never finds one to a record not yet written
         with self._lock:

@@ -7,7 +7,8 @@ raw/assets/<h[:2]>/<h>/index.json              asset record, h = asset id
 raw/assets/<h[:2]>/<h>/evidences/<evidence-id> empty marker: one LIST finds an asset's evidence
 raw/cd/<run-id>/summary.json                   evidence summary of a deployment run
 raw/checks/<h[:2]>/<h>/probe.json              a storage check's retention probe
-raw/evidences/<h[:2]>/<h>/envelope.json        the record's signed DSSE envelope
+raw/evidences/<h[:2]>/<h>/envelope.json        the record's signed DSSE envelope, when too big to
+                                               travel in index.json's metadata (x-amz-meta-dsse)
 raw/provenance/<r[:2]>/<r>/<e>.json            a build's signed provenance, r = sha256(run id),
                                                e = sha256(envelope): a rerun adds one
 raw/attestations/<h[:2]>/<h>/envelope.json     a signed CR decision (VSA), h = sha256(envelope)

@@ -217,8 +217,10 @@ class S3Objects:
                 ) from exc
             raise
 
-    def put_once(self, key: str, body: bytes, *, content_type: str) -> bool:
-        """Write `body` at `key` unless an object is already there.
+    def put_once(
+        self, key: str, body: bytes, *, content_type: str, metadata: dict[str, str] | None = None
+    ) -> bool:
+        """Write `body` (with user `metadata`, locked with it) at `key` unless an object is there.
 
         Returns:
             True when written, False when the same bytes were already stored.
@@ -235,6 +237,8 @@ class S3Objects:
             "ChecksumSHA256": b64(hashlib.sha256(body).hexdigest()),
             **self.retention(),
         }
+        if metadata:
+            args["Metadata"] = metadata
         try:
             self.call(f"write {key}", self.client.put_object, **args)
             return True

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from blocks.s3.attachments import Attachments
 from blocks.s3.cache import RecordCache
+from blocks.s3.envelopes import Envelopes, envelope_in, inline_envelope
 from blocks.s3.layout import Layout
 from blocks.s3.objects import S3Objects
 from changeflow.canonical import digest
@@ -62,11 +63,19 @@ class Records:
                 raise
         self.attachments.known.add(key)
 
-    def put_evidence(self, evidence: Evidence, assets: Iterable[Asset] = ()) -> Evidence:
+    def put_evidence(
+        self, evidence: Evidence, assets: Iterable[Asset] = (), envelope: bytes | None = None
+    ) -> Evidence:
         """Store a sealed evidence record, its assets and the per-asset markers.
 
         Attachments must already be stored: the record is written only once they verify, and
-        the markers only after the record, so a reader never finds a dangling link.
+        the markers only after the record, so a reader never finds a dangling link. A signed
+        `envelope` travels in the record's own object when it fits (`blocks.s3.envelopes`),
+        else it is stored beside it first.
+
+        Raises:
+            IntegrityError: when the record does not hash to its id, an attachment is not
+                stored, or the record or its envelope is stored with other content.
         """
         sealed = evidence if evidence.id else evidence.sealed()
         if not sealed.is_sealed():
@@ -75,7 +84,19 @@ class Records:
             self.attachments.check_stored(attachment)
         for asset in assets:
             self.put_asset(asset)
-        self.objects.put_once(self.layout.evidence(sealed.id), sealed.to_json(), content_type=_JSON)
+        carried = inline_envelope(envelope)
+        envelopes = Envelopes(self.objects, self.layout)
+        if envelope is not None and carried is None:
+            envelopes.put_evidence_envelope(sealed.id, envelope)
+        key = self.layout.evidence(sealed.id)
+        written = self.objects.put_once(key, sealed.to_json(), content_type=_JSON, metadata=carried)
+        if envelope is not None and carried is not None and not written:
+            # the record was stored before (a rerun): its envelope is the one it carries
+            stored = envelope_in(self.objects.head(key))
+            if stored is None:
+                envelopes.put_evidence_envelope(sealed.id, envelope)
+            elif stored != envelope:
+                raise IntegrityError(f"{self.objects.url(key)} carries another envelope")
         for aid in sealed.assets:
             self.objects.put_once(
                 self.layout.marker(aid, sealed.id), b"", content_type="application/octet-stream"
