@@ -36,6 +36,7 @@ from stack_support import (  # noqa: E402
     postgres_database,
     ship_to_prod,
 )
+from suite_order import longest_first  # noqa: E402
 
 from blocks.evidence_locker import EvidenceLocker  # noqa: E402
 from cli.local_stack import (  # noqa: E402
@@ -44,6 +45,11 @@ from cli.local_stack import (  # noqa: E402
     start_seaweedfs,
     stop_process,
 )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Start the longest modules first (`suite_order`)."""
+    longest_first(items)
 
 
 @pytest.fixture(scope="session")
