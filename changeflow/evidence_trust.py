@@ -81,7 +81,7 @@ class TrustedEvidence(BaseModel):
 def judge_evidence(record: Evidence, opened: Opened | None, trust: TrustPolicy) -> str | None:
     """Why a record does not count (None when a trusted key signed exactly it)."""
     if opened is None:
-        return "not signed: no envelope beside the record"
+        return "not signed: no envelope with the record or beside it"
     if opened.problem:
         return opened.problem
     if statement_evidence_id(opened.statement) != record.id:

@@ -123,7 +123,7 @@ def test_only_a_trusted_key_for_the_type_in_its_window_counts() -> None:
     record = _record()
     opened = open_envelope(signer.sign(evidence_statement(record, {})), _trust(pem, ["x"]))
     assert judge_evidence(record, None, _trust(pem, ["x"])) == (
-        "not signed: no envelope beside the record"
+        "not signed: no envelope with the record or beside it"
     )
     why = judge_evidence(record, opened, _trust(pem, ["com.ibm.static_scan"]))
     assert why is not None and "may not sign com.ibm.unit_tests" in why
