@@ -126,17 +126,20 @@ class DemoLifecycle:
         self.env_file.write_text(environments_toml(self.app, self.workspace / "deployed", public))
         os.environ["CHANGEFLOW_ENVIRONMENTS"] = str(self.env_file)
 
-        self.say("release 0.1.0: build, check, promote and deploy everywhere")
-        self.release("0.1.0", "Hello, {name}!", "first release of the greeting service")
-        self.say("release 0.2.0: a code change, so prod's delta is only what changed")
-        self.release("0.2.0", "Hello there, {name}!", "friendlier greeting")
-        self.say(
-            "release 0.3.0: failing unit and acceptance tests: the CR is not auto-approved, "
-            "and the promotion gate keeps it out of prod"
-        )
-        self.failing_release("0.3.0")
-        self.say("")
-        self.trace_prod("sample-app/wheel")
+        from cli.in_process import one_api_client
+
+        with one_api_client():  # sixteen flow calls, one client
+            self.say("release 0.1.0: build, check, promote and deploy everywhere")
+            self.release("0.1.0", "Hello, {name}!", "first release of the greeting service")
+            self.say("release 0.2.0: a code change, so prod's delta is only what changed")
+            self.release("0.2.0", "Hello there, {name}!", "friendlier greeting")
+            self.say(
+                "release 0.3.0: failing unit and acceptance tests: the CR is not auto-approved, "
+                "and the promotion gate keeps it out of prod"
+            )
+            self.failing_release("0.3.0")
+            self.say("")
+            self.trace_prod("sample-app/wheel")
         from blocks import stores
 
         crs: list[ChangeRequest] = stores.change_management(None).list()

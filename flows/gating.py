@@ -9,7 +9,7 @@ from changeflow.ports import Stores
 from changeflow.requests import PromotionRequest, project_environments
 from changeflow.tested import TestDeployment
 from tasks.history import deployment_history
-from tasks.inventory import read_entries, read_labels
+from tasks.inventory import read_entries, read_labels, read_promotable
 
 __all__ = ["PromotionRefused", "check_gate", "earlier_deployments"]
 
@@ -20,7 +20,9 @@ class PromotionRefused(NotReady):
 
 def _judge(stores: Stores, request: PromotionRequest) -> GateDecision:
     inventory = stores.inventory
-    names = inventory.promotable(request.source, request.target, request.include, request.exclude)
+    names = read_promotable(
+        inventory, request.source, request.target, request.include, request.exclude
+    )
     at_source = read_entries(inventory, request.source)
     candidates = {name: at_source[name] for name in names if name in at_source}
     bom = {name: entry.sha256 for name, entry in candidates.items()}

@@ -12,7 +12,7 @@ from changeflow.models import ChangeRequest
 from changeflow.ports import Stores
 from changeflow.trace import trace_markdown
 from flows.ui import artifact_key
-from tasks.history import read_trace
+from tasks.history import read_deployment_trace
 
 __all__ = ["publish_trace"]
 
@@ -24,7 +24,7 @@ def publish_trace(stores: Stores, cr: ChangeRequest) -> None:
     It only informs: a record it cannot read is logged, and the deployment's outcome stands.
     """
     try:
-        trace = read_trace(stores, cr.id, today=date.today())
+        trace = read_deployment_trace(stores, cr.id, date.today())
     except (BadInput, IntegrityError, StorageUnavailable) as exc:
         get_run_logger().warning("no trace of %s published: %s", cr.id, exc)
         return

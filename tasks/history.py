@@ -16,7 +16,7 @@ from changeflow.ports import ChangeManagement, EvidenceStore, Inventory, Stores
 from changeflow.trace import Artifact, Trace, artifacts_named, trace_artifacts
 from tasks.io import IO
 
-__all__ = ["acceptance_results", "deployment_history", "read_trace"]
+__all__ = ["acceptance_results", "deployment_history", "read_deployment_trace", "read_trace"]
 
 
 def acceptance_results(evidence: EvidenceStore, ids: list[str]) -> dict[str, EvidenceResult]:
@@ -164,3 +164,9 @@ def read_trace(
         incidents=stores.incidents.incidents(),
         today=today,
     )
+
+
+@task(name="read-trace", **IO)
+def read_deployment_trace(stores: Stores, change_request: str, today: date) -> Trace:
+    """`read_trace` of a deploy run's own CR, as a task: the run reads its records in one."""
+    return read_trace(stores, change_request, today=today)

@@ -23,6 +23,7 @@ __all__ = [
     "read_entries",
     "read_labels",
     "read_origins",
+    "read_promotable",
     "resolve_refs",
 ]
 
@@ -84,3 +85,15 @@ def read_origins(inventory: Inventory, previous: str | None, head: str, delta: D
 def read_labels(inventory: Inventory) -> dict[str, str]:
     """Every label of the inventory and the commit it points at."""
     return inventory.labels()
+
+
+@task(name="read-promotable", **IO)
+def read_promotable(
+    inventory: Inventory,
+    source: str,
+    target: str,
+    include: list[str] | None,
+    exclude: list[str] | None,
+) -> list[str]:
+    """The names of the entries a promotion from `source` to `target` would move."""
+    return inventory.promotable(source, target, include, exclude)

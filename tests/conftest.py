@@ -103,7 +103,7 @@ def prefect_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple
     from prefect.logging.handlers import APILogWorker
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from cli.in_process import in_process_flows
+    from cli.in_process import in_process_flows, one_api_client
 
     with postgres_database() as (database, url):
         process, api = start_prefect_server(
@@ -113,8 +113,13 @@ def prefect_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple
         os.environ["PREFECT_API_URL"] = api
         try:
             # flows the tests call here run as the CLI runs them in its own process: without
-            # the heartbeat (cli/in_process.py); runs a runner or worker starts keep it
-            with temporary_settings(updates={PREFECT_API_URL: api}), in_process_flows():
+            # the heartbeat (cli/in_process.py); runs a runner or worker starts keep it. They
+            # share one API client, as the demo's do.
+            with (
+                temporary_settings(updates={PREFECT_API_URL: api}),
+                in_process_flows(),
+                one_api_client(),
+            ):
                 yield api, database
                 # send the last run logs while the server still listens
                 APILogWorker.drain_all(timeout=5)
@@ -129,6 +134,7 @@ def recording_prefect_api(
 ) -> Iterator[str]:
     """A Prefect server with every service, the task-run recorder included, for the test's
     flows (the session's server leaves it out: `QUIET_SERVICES`)."""
+    from prefect.context import SyncClientContext
     from prefect.events.clients import PrefectEventsClient
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
@@ -144,7 +150,12 @@ def recording_prefect_api(
             # task runs exist only as events, so they need a worker of their own for this one.
             EventsWorker.drain_all(timeout=5)
             EventsWorker.set_client_override(PrefectEventsClient, api_url=api)
-            with temporary_settings(updates={PREFECT_API_URL: api}):
+            # and a client of its own: the session's one talks to the session's server (other
+            # httpx settings than that one's None, so Prefect makes a new client, not reuse it)
+            with (
+                temporary_settings(updates={PREFECT_API_URL: api}),
+                SyncClientContext(httpx_settings={}),
+            ):
                 yield api
                 EventsWorker.drain_all(timeout=5)
                 APILogWorker.drain_all(timeout=5)
