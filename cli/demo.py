@@ -27,6 +27,7 @@ from changeflow.requests import (
     PromotionRequest,
     RecordStores,
 )
+from cli.in_process import one_api_client  # Prefect is imported only when it is entered
 
 __all__ = ["DemoLifecycle", "approver_keys", "flush_to_prefect", "run_demo", "sample_app_dir"]
 
@@ -125,8 +126,6 @@ class DemoLifecycle:
         public = {who: k.with_suffix(".pub").read_text().strip() for who, k in self.keys.items()}
         self.env_file.write_text(environments_toml(self.app, self.workspace / "deployed", public))
         os.environ["CHANGEFLOW_ENVIRONMENTS"] = str(self.env_file)
-
-        from cli.in_process import one_api_client
 
         with one_api_client():  # sixteen flow calls, one client
             self.say("release 0.1.0: build, check, promote and deploy everywhere")
