@@ -127,7 +127,7 @@ class DemoLifecycle:
         self.env_file.write_text(environments_toml(self.app, self.workspace / "deployed", public))
         os.environ["CHANGEFLOW_ENVIRONMENTS"] = str(self.env_file)
 
-        with one_api_client():  # sixteen flow calls, one client
+        with one_api_client():  # every flow call of the three releases, one client
             self.say("release 0.1.0: build, check, promote and deploy everywhere")
             self.release("0.1.0", "Hello, {name}!", "first release of the greeting service")
             self.say("release 0.2.0: a code change, so prod's delta is only what changed")
