@@ -8,7 +8,10 @@ flow run (created to running), the flow runs' running time outside their task ru
 changes, artifacts, events, logs; the flows' own code is a few milliseconds of domain functions),
 and finishing a run until the call returns. A paused run's wait for a person is not overhead.
 
-    uv run python bench/lifecycle.py [--json]
+    uv run python bench/lifecycle.py [--json] [--prefect-database URL]
+
+With `--prefect-database` the stack's Prefect server runs on that (empty) database, PostgreSQL
+as production runs it; by default on SQLite in the stack's folder, as `changeflow demo` runs it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import shutil
 import sys
 import tempfile
 import time
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +39,23 @@ SHARE_TARGET = 0.15
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--prefect-database",
+        metavar="URL",
+        help="an empty database for the Prefect server (postgresql+asyncpg://…); default SQLite",
+    )
     args = parser.parse_args()
 
-    from cli.local_stack import LocalStack
+    from cli.local_stack import LocalStack, start_prefect_server, stop_process
 
     workspace = Path(tempfile.mkdtemp(prefix="changeflow-bench-lifecycle-"))
-    stack = LocalStack(workspace / "stack").start()
+    server = None
+    if args.prefect_database:
+        database = {"PREFECT_API_DATABASE_CONNECTION_URL": args.prefect_database}
+        server, api = start_prefect_server(workspace / "prefect", env=database)
+        stack = LocalStack(workspace / "stack").start(prefect_api_url=api)
+    else:
+        stack = LocalStack(workspace / "stack").start()
     os.environ.update(stack.env)
     calls: dict[Any, float] = {}
     try:
@@ -60,8 +75,11 @@ def main() -> None:
         flush_to_prefect()
     finally:
         stack.stop()
+        if server is not None:
+            stop_process(server.pid)
         shutil.rmtree(workspace, ignore_errors=True)
 
+    database_kind = "postgresql" if args.prefect_database else "sqlite"
     inside = runs["running"] - runs["tasks"]
     own = runs["starting"] + inside + runs["finishing"]
     outside = wall - runs["running"] - runs["paused"] - runs["starting"] - runs["finishing"]
@@ -70,6 +88,7 @@ def main() -> None:
         (f"inside {runs['task_runs']} task runs: the work (baseline)", runs["tasks"]),
         (f"Prefect creating and starting {runs['flow_runs']} flow runs", runs["starting"]),
         ("Prefect inside flow runs, outside task runs", inside),
+        ("of which a paused run noticing each decision, until its next task", runs["resuming"]),
         ("Prefect in the caller, before a run is created and after it ends", runs["finishing"]),
         ("**Prefect's own, all told**", own),
         ("waiting for a person (the paused run)", runs["paused"]),
@@ -77,12 +96,14 @@ def main() -> None:
     ]
     if args.json:
         result = {
+            "prefect_database": database_kind,
             "lifecycle_wall_s": round(wall, 1),
             "task_runs": runs["task_runs"],
             "flow_runs": runs["flow_runs"],
             "task_runs_s": round(runs["tasks"], 1),
             "starting_s": round(runs["starting"], 1),
             "inside_flow_runs_s": round(inside, 1),
+            "resuming_s": round(runs["resuming"], 1),
             "finishing_s": round(runs["finishing"], 1),
             "trivial_call_s": round(with_heartbeat, 2),
             "trivial_call_without_heartbeat_s": round(without_heartbeat, 2),
@@ -95,6 +116,7 @@ def main() -> None:
         }
         print(json.dumps(result, sort_keys=True))
         return
+    print(f"Prefect server on {database_kind}\n")
     print("| measure | seconds | share of wall time |")
     print("| --- | ---: | ---: |")
     for name, seconds in rows:
@@ -157,14 +179,16 @@ def _run_times(calls: dict[Any, float]) -> dict[str, Any]:
             if not more:
                 break
             task_runs += more
-    starting = running = paused = finishing = 0.0
-    for run in flow_runs:
-        assert run.start_time and run.end_time, f"{run.name} did not finish"
-        running += run.total_run_time.total_seconds()
-        starting += (run.start_time - run.created).total_seconds()
-        paused += (run.end_time - run.start_time - run.total_run_time).total_seconds()
-        if run.id in calls:  # the paused run's own process is not timed here
-            finishing += calls[run.id] - (run.end_time - run.created).total_seconds()
+        starting = running = paused = finishing = resuming = 0.0
+        for run in flow_runs:
+            assert run.start_time and run.end_time, f"{run.name} did not finish"
+            running += run.total_run_time.total_seconds()
+            starting += (run.start_time - run.created).total_seconds()
+            paused += (run.end_time - run.start_time - run.total_run_time).total_seconds()
+            if run.id in calls:  # the paused run's own process is not timed here
+                finishing += calls[run.id] - (run.end_time - run.created).total_seconds()
+            else:
+                resuming += _resuming_s(client.read_flow_run_states(run.id), task_runs, run.id)
     return {
         "flow_runs": len(flow_runs),
         "task_runs": len(task_runs),
@@ -173,7 +197,22 @@ def _run_times(calls: dict[Any, float]) -> dict[str, Any]:
         "starting": starting,
         "paused": paused,
         "finishing": finishing,
+        "resuming": resuming,
     }
+
+
+def _resuming_s(states: list[Any], task_runs: list[Any], run_id: Any) -> float:
+    """From each resume of a paused run (its state back to Running) to its next task run: the
+    pause noticing the decision (it reads the run once a second) and reading the form."""
+    starts = sorted(t.start_time for t in task_runs if t.flow_run_id == run_id and t.start_time)
+    states = sorted(states, key=lambda state: state.timestamp)
+    total = 0.0
+    for before, state in pairwise(states):
+        if before.is_paused() and state.is_running():
+            later = [start for start in starts if start >= state.timestamp]
+            if later:
+                total += (later[0] - state.timestamp).total_seconds()
+    return total
 
 
 if __name__ == "__main__":

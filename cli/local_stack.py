@@ -267,6 +267,9 @@ def start_prefect_server(
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
         "PREFECT_LOGGING_LEVEL": "WARNING",
+        # idle connections are closed by Prefect's client (after 25 s), never by the server
+        # under a request: its default 5 s left a client reusing one to retry after 2 s
+        "PREFECT_SERVER_API_KEEPALIVE_TIMEOUT": "30",
         **(env or {}),
     }
     if auth_string:

@@ -17,6 +17,7 @@ from flows.deploy_steps import Deployment, authorize, file_change, implement, op
 from flows.deploy_waits import start_in_window, wait_for_approval
 from flows.tracing import publish_trace
 from flows.ui import publish_change_request, show_progress, start_progress
+from flows.ui_publishing import publishing_alongside
 from tasks.change import list_change_requests, read_change_request
 
 __all__ = ["DeploymentOutcome", "deploy", "run_deploy"]
@@ -57,6 +58,12 @@ def deploy(request: DeploymentRequest, stores: RecordStores = DEFAULT_STORES) ->
         request: what to deploy where, and how.
         stores: the saved blocks that hold the records.
     """
+    # the artifacts it shows are sent beside its tasks, every one of them before it ends
+    with publishing_alongside():
+        return _deploy(request, stores)
+
+
+def _deploy(request: DeploymentRequest, stores: RecordStores) -> DeploymentOutcome:
     # the request is checked before anything is read: a run the API let through without the
     # forms' choices is refused here
     d = open_deployment(request, stores)
@@ -77,8 +84,7 @@ def deploy(request: DeploymentRequest, stores: RecordStores = DEFAULT_STORES) ->
     else:
         get_run_logger().info("carrying on with %s from %s", cr.id, cr.state.value)
 
-    progress = start_progress(d.environment, d.region)
-    show_progress(progress, cr)
+    progress = start_progress(cr)
     while cr.state in _STEPS:
         # a CR whose deploy command may have run without a recorded outcome waits for a person
         # (approve: run it again; reject: close it unsuccessful), as one that is not ready does

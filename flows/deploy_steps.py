@@ -70,7 +70,6 @@ from flows.ui import (
     publish_delta,
     publish_summary,
 )
-from tasks.audit import checkpoint
 from tasks.change import file_change_request, update_change_request
 from tasks.change_log import forge_of, read_change_log
 from tasks.deployment import prepare_deployment, run_deployment_command
@@ -153,9 +152,9 @@ def advance(d: Deployment, before: ChangeRequest, after: ChangeRequest, why: str
 
     Every change the deploy flow makes to a CR goes through here: one write, one event.
     """
-    # written only over the CR as this run read it: a person's change in between is not lost
-    written = update_change_request(d.stores.changes, after, why, revision(before))
-    checkpoint(d.stores, written.id)  # signed, in the locker: a rewrite of it is named
+    # written only over the CR as this run read it: a person's change in between is not lost;
+    # the task also checkpoints it (signed, in the locker: a rewrite of it is named)
+    written = update_change_request(d.stores, after, why, revision(before))
     announce_change(before, written)
     return written
 
@@ -232,7 +231,7 @@ def file_change(d: Deployment, filed: list[ChangeRequest]) -> ChangeRequest | No
     )
     # the CR records what it runs under: the command, the environments file, the policy
     cr = file_change_request(
-        stores.changes,
+        stores,
         lambda cr_id: attest_decision(
             stores.evidence,
             d.config.recorded_on(drafted(cr_id), d.command(cr_id)),
@@ -240,7 +239,6 @@ def file_change(d: Deployment, filed: list[ChangeRequest]) -> ChangeRequest | No
         ),
     )
     logger.info("filed %s (deployment ready: %s)", cr.id, readiness.ready)
-    checkpoint(stores, cr.id)
     announce_change(None, cr)
     if summary.failed:
         emit_evidence_failed(summary, cr)

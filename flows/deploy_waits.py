@@ -49,6 +49,7 @@ from changeflow.render import render_change_request
 from changeflow.windows import WindowDecision, decide_window
 from flows.deploy_steps import Deployment, advance
 from flows.ui import announce_change, publish_change_request
+from flows.ui_publishing import wait_until_shown
 from tasks.change import read_change_request
 
 __all__ = [
@@ -286,13 +287,15 @@ def _pause(
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         return None, cr
+    wait_until_shown()  # whoever is asked sees the CR on the paused run
     try:
         form = pause_flow_run(
             wait_for_input=ApprovalInput.with_initial_data(
                 description=question, approved=True, by="", date=now.isoformat()
             ),
             timeout=max(1, int(remaining)),
-            poll_interval=2,
+            # how soon the run sees a decision: a read of the run a second while it waits
+            poll_interval=1,
             key=str(uuid4()),  # a pause of its own each time the run waits again
         )
     except FlowPauseTimeout:
@@ -330,6 +333,7 @@ def _reschedule(
     waiting = note(cr, decision.reason).model_copy(update={"flow_run_id": run_id})
     cr = advance(d, cr, waiting, "waiting for its change window")
     publish_change_request(cr, d.stores.changes.link(cr))
+    wait_until_shown()  # on the run before it leaves its process
     get_run_logger().info("%s: %s", cr.id, decision.reason)
     state: State[None] = Scheduled(
         scheduled_time=opening + START_MARGIN, name=AWAITING_WINDOW, message=decision.reason

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from functools import partial
 
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -12,6 +13,7 @@ from changeflow.models import ChangeRequest
 from changeflow.ports import Stores
 from changeflow.trace import trace_markdown
 from flows.ui import artifact_key
+from flows.ui_publishing import publish
 from tasks.history import read_deployment_trace
 
 __all__ = ["publish_trace"]
@@ -28,8 +30,11 @@ def publish_trace(stores: Stores, cr: ChangeRequest) -> None:
     except (BadInput, IntegrityError, StorageUnavailable) as exc:
         get_run_logger().warning("no trace of %s published: %s", cr.id, exc)
         return
-    create_markdown_artifact(
-        key=artifact_key("trace", cr.environment, cr.region),
-        markdown=trace_markdown(trace, f"Trace of {cr.id}: {cr.environment}/{cr.region}"),
-        description=f"what happened to each artifact of {cr.id}",
+    publish(
+        partial(
+            create_markdown_artifact,
+            key=artifact_key("trace", cr.environment, cr.region),
+            markdown=trace_markdown(trace, f"Trace of {cr.id}: {cr.environment}/{cr.region}"),
+            description=f"what happened to each artifact of {cr.id}",
+        )
     )

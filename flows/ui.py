@@ -7,6 +7,8 @@ Events carry the CR as their resource, so Automations can react without code.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 from uuid import UUID
 
@@ -24,8 +26,10 @@ from changeflow.delta import Delta
 from changeflow.models import ChangeRequest
 from changeflow.render import code_span, escape_inline, markdown_table, render_change_request
 from changeflow.summary import EvidenceSummary
+from flows.ui_publishing import publish
 
 __all__ = [
+    "Progress",
     "announce_change",
     "artifact_key",
     "emit_change_event",
@@ -48,16 +52,23 @@ def artifact_key(kind: str, environment: str, region: str) -> str:
 
 def publish_change_request(cr: ChangeRequest, link: str | None = None) -> None:
     """The CR as rendered, and a link to its record."""
-    create_markdown_artifact(
-        key=artifact_key("change-request", cr.environment, cr.region),
-        markdown=render_change_request(cr),
-        description=f"{cr.id} ({cr.state.value})",
+    markdown = render_change_request(cr)
+    publish(
+        partial(
+            create_markdown_artifact,
+            key=artifact_key("change-request", cr.environment, cr.region),
+            markdown=markdown,
+            description=f"{cr.id} ({cr.state.value})",
+        )
     )
     if link:
-        create_link_artifact(
-            key=artifact_key("change-request-link", cr.environment, cr.region),
-            link=link,
-            link_text=f"{cr.id} in change management",
+        publish(
+            partial(
+                create_link_artifact,
+                key=artifact_key("change-request-link", cr.environment, cr.region),
+                link=link,
+                link_text=f"{cr.id} in change management",
+            )
         )
 
 
@@ -85,10 +96,13 @@ def publish_summary(summary: EvidenceSummary, url: str, sha256: str) -> None:
             else "No evidence was found for the delta.",
         ]
     )
-    create_markdown_artifact(
-        key=artifact_key("evidence-summary", summary.environment, summary.region),
-        markdown=markdown,
-        description=f"{len(summary.failed)} of {len(summary.evidence)} not passing",
+    publish(
+        partial(
+            create_markdown_artifact,
+            key=artifact_key("evidence-summary", summary.environment, summary.region),
+            markdown=markdown,
+            description=f"{len(summary.failed)} of {len(summary.evidence)} not passing",
+        )
     )
 
 
@@ -108,8 +122,13 @@ def publish_delta(delta: Delta, environment: str, region: str) -> None:
         {"entry": n, "change": "deleted", "version": "", "sha256": "", "commit": ""}
         for n in delta.deleted
     ]
-    create_table_artifact(
-        table=rows, key=artifact_key("delta", environment, region), description="What changes"
+    publish(
+        partial(
+            create_table_artifact,
+            table=rows,
+            key=artifact_key("delta", environment, region),
+            description="What changes",
+        )
     )
 
 
@@ -167,22 +186,43 @@ def emit_evidence_failed(summary: EvidenceSummary, cr: ChangeRequest) -> None:
         )
 
 
-def start_progress(environment: str, region: str) -> UUID:
-    """A progress artifact for the run, moved on as its CR changes state."""
-    artifact = create_progress_artifact(
-        0.0,
-        key=artifact_key("deployment-progress", environment, region),
-        description=f"deploying to {environment}/{region}",
-    )
-    # async_dispatch types both forms; the deploy flow is sync, so it runs the sync one.
-    return cast(UUID, artifact)
+@dataclass
+class Progress:
+    """A run's progress artifact, once the API has created it."""
+
+    artifact: UUID | None = None
 
 
-def show_progress(artifact: UUID, cr: ChangeRequest) -> None:
+def start_progress(cr: ChangeRequest) -> Progress:
+    """A progress artifact for the run, at where its CR is; `show_progress` moves it on."""
+    progress = Progress()
+
+    def create() -> None:
+        # async_dispatch types both forms; the deploy flow is sync, so it runs the sync one
+        progress.artifact = cast(
+            UUID,
+            create_progress_artifact(
+                _percent(cr),
+                key=artifact_key("deployment-progress", cr.environment, cr.region),
+                description=f"{cr.id}: {cr.state.value}",
+            ),
+        )
+
+    publish(create)
+    return progress
+
+
+def show_progress(progress: Progress, cr: ChangeRequest) -> None:
     """Move the run's progress to where its CR is."""
-    done = cr.state.value not in _PROGRESS
-    update_progress_artifact(
-        artifact,
-        100.0 if done else _PROGRESS[cr.state.value],
-        description=f"{cr.id}: {cr.state.value}",
-    )
+
+    def update() -> None:
+        if progress.artifact is not None:  # None: its creation failed, and was logged
+            update_progress_artifact(
+                progress.artifact, _percent(cr), description=f"{cr.id}: {cr.state.value}"
+            )
+
+    publish(update)
+
+
+def _percent(cr: ChangeRequest) -> float:
+    return _PROGRESS.get(cr.state.value, 100.0)

@@ -152,12 +152,12 @@ def _decision(
     return vsa, summary
 
 
-@task(name="checkpoint-change-request", cache_policy=NO_CACHE)
 def checkpoint(stores: Stores, cr_id: str) -> None:
     """Checkpoint a CR's head commit in the locker after a write (`record_checkpoint`).
 
-    Run right after the write it covers, never retried: a locker that cannot be reached leaves
-    the write without its checkpoint, said in a warning, and the next checkpoint covers it.
+    Called by the task that wrote, right after its write: a locker that cannot be reached
+    leaves the write without its checkpoint, said in a warning, and the next checkpoint covers
+    it; the write is not retried for it.
     """
     try:
         record_checkpoint(stores.changes, stores.evidence, cr_id)

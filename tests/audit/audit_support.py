@@ -109,7 +109,7 @@ def make_signed(
 def _write(s: Signed, before: ChangeRequest, after: ChangeRequest, why: str) -> ChangeRequest:
     """One CR write as the deploy flow makes it: the commit (signed), then its checkpoint."""
     written = s.changes.update(after, why, expected=revision(before))
-    checkpoint.fn(s.stores, written.id)
+    checkpoint(s.stores, written.id)
     return written
 
 
@@ -189,7 +189,7 @@ def file_signed_cr(
         return transition(filed, ChangeState.assess, by="changeflow", why="filed")
 
     cr = s.changes.create(draft, "filed by the deploy flow")
-    checkpoint.fn(s.stores, cr.id)
+    checkpoint(s.stores, cr.id)
     step = transition(cr, ChangeState.authorize, by="changeflow", why="assessed")
     if emergency:
         step = transition(step, ChangeState.scheduled, by="changeflow", why="emergency")

@@ -53,6 +53,9 @@ def _paused(run_id: UUID, after: str | None = None, timeout: float = 60) -> str:
 
 
 def _logs(run_id: UUID) -> str:
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=10)  # the run's logs travel in batches, a moment later
     with get_client(sync_client=True) as client:
         found = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
     return "\n".join(log.message for log in found)
