@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from change_floors import fill_shards, time_of  # noqa: E402
+from change_floors import fill_shards, raw_read, time_of  # noqa: E402
 
 from blocks.change_index import artifact_entries, artifact_folder  # noqa: E402
 from blocks.change_layout import change_paths, files_of, shard_branch  # noqa: E402
@@ -71,29 +71,15 @@ def _filled_index(base: Path, n: int) -> tuple[GitChangeManagement, str]:
 
 
 def _raw_read(block: GitChangeManagement, wanted: str) -> Callable[[], None]:
-    """The floor of one read: the git processes it runs (the remote's refs listed, the
-    mirror's twice, the digest's folder on every shard, the records it names), run by hand on
-    the same mirror, with nothing parsed."""
-    git = ["git", "--git-dir", str(block.git.path)]
+    """The floor of one read: the git processes it runs, by hand on the same mirror
+    (`raw_read`): the digest's folder on every shard, then the records it names."""
     heads = block.git.refs("refs/heads/changes/")
-    folders = "".join(f"{head}:{artifact_folder(wanted)}\n" for head in heads.values()).encode()
-    records = "".join(
-        f"{heads[f'refs/heads/{shard_branch(cr.id)}']}:{change_paths(cr.id)[0]}\n"
+    folders = [f"{head}:{artifact_folder(wanted)}" for head in heads.values()]
+    records = [
+        f"{heads[f'refs/heads/{shard_branch(cr.id)}']}:{change_paths(cr.id)[0]}"
         for cr in block.deployments([wanted])
-    ).encode()
-    refs = ["for-each-ref", "--format=%(objectname)%09%(refname)", "refs/heads/", "refs/tags/"]
-
-    def read() -> None:
-        for args, stdin in (
-            (["ls-remote", "--refs", "--heads", "--tags", "origin"], None),
-            (refs, None),
-            (refs, None),
-            (["cat-file", "--batch"], folders),
-            (["cat-file", "--batch"], records),
-        ):
-            subprocess.run([*git, *args], input=stdin, capture_output=True, check=True)
-
-    return read
+    ]
+    return raw_read(block.git.path, folders, records)
 
 
 def earlier_deployments(

@@ -27,6 +27,7 @@ __all__ = [
     "processes_of",
     "raw_commit",
     "raw_concurrent",
+    "raw_read",
     "raw_two_pushes",
     "time_of",
     "timed",
@@ -96,6 +97,27 @@ def raw_commit(
     commit = git(local, *args).strip()
     git(local, "update-ref", ref, commit)
     git(local, "push", "--quiet", str(remote), f"{ref}:{ref}")
+
+
+def raw_read(git_dir: Path, trees: list[str], blobs: list[str]) -> Callable[[], None]:
+    """The floor of a read through a mirror: the git processes it runs (the remote's refs
+    listed, the mirror's twice, the `trees` in one batch, then the `blobs` they name), run by
+    hand on the same mirror, with nothing parsed."""
+    command = ["git", "--git-dir", str(git_dir)]
+    refs = ["for-each-ref", "--format=%(objectname)%09%(refname)", "refs/heads/", "refs/tags/"]
+    steps: list[tuple[list[str], bytes | None]] = [
+        (["ls-remote", "--refs", "--heads", "--tags", "origin"], None),
+        (refs, None),
+        (refs, None),
+        (["cat-file", "--batch"], "".join(f"{t}\n" for t in trees).encode()),
+        (["cat-file", "--batch"], "".join(f"{b}\n" for b in blobs).encode()),
+    ]
+
+    def read() -> None:
+        for args, stdin in steps:
+            subprocess.run([*command, *args], input=stdin, capture_output=True, check=True)
+
+    return read
 
 
 def time_of(fn: Callable[[], object]) -> float:
