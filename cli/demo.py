@@ -26,6 +26,7 @@ from changeflow.requests import (
     DeploymentRequest,
     PromotionRequest,
     RecordStores,
+    project_environments,
 )
 from cli.in_process import one_api_client  # Prefect is imported only when it is entered
 
@@ -115,11 +116,8 @@ class DemoLifecycle:
         """Run three releases through ci, promote and deploy; return every CR filed."""
         from cli.local_stack import init_bare_repo
 
-        shutil.copytree(
-            sample_app_dir(),
-            self.app,
-            ignore=shutil.ignore_patterns("dist", "reports", "__pycache__"),
-        )
+        ignore = shutil.ignore_patterns("dist", "reports", "__pycache__")
+        shutil.copytree(sample_app_dir(), self.app, ignore=ignore)
         self.repo_url = init_bare_repo(self.app_remote)
         # a CR that is not ready takes two release managers' signed approvals (issue 13)
         self.keys = approver_keys(self.workspace / "approvers")
@@ -248,7 +246,9 @@ class DemoLifecycle:
         opened = stores.open_stores(RecordStores.from_env())
         uri = opened.inventory.entries("us-south_prod_latest")[entry].provenance
         self.say(f"changeflow trace {uri}")
-        trace = read_trace(opened, uri, today=date.today())
+        # as the command reads it: the builds on master and on the environments' branches
+        environments = sorted(project_environments().environments)
+        trace = read_trace(opened, uri, branches=environments, today=date.today())
         self.say("\n".join("  " + line for line in render_trace(trace).splitlines()))
 
     def approve_through_cli(

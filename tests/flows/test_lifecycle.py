@@ -131,3 +131,16 @@ def test_evidence_is_retained_in_the_bucket(lifecycle) -> None:  # type: ignore[
         Bucket=locker.bucket, Key=locker.evidence_key(summary.evidence[0].evidence_id)
     )
     assert head["ObjectLockMode"] == "COMPLIANCE"
+
+
+def test_the_trace_of_what_runs_in_prod_shows_where_it_was_deployed(lifecycle) -> None:  # type: ignore[no-untyped-def]
+    crs, _, said, _ = lifecycle
+    asked = next(i for i, line in enumerate(said) if line.startswith("changeflow trace "))
+    trace = said[asked + 1]
+    # the wheel of 0.2.0: promoted, so on master no more, but on prod's branch and labels
+    assert "no artifact recorded" not in trace, trace
+    assert trace.lstrip().startswith("sample-app/wheel @ sha256:"), trace
+    digest = said[asked].rsplit("@sha256:", 1)[1]
+    deployed = [cr.id for cr in crs if cr.bom.get("sample-app/wheel", "").endswith(digest)]
+    # staging/us-south, then both prod regions
+    assert len(deployed) == 3 and all(cr_id in trace for cr_id in deployed), (deployed, trace)
