@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from changeflow.canonical import sha256_hex
+from changeflow.evidence import DIGEST_URI
 from changeflow.models import Evidence, EvidenceResult
 
 __all__ = [
@@ -50,7 +51,6 @@ EVIDENCE_RESOURCE = "changeflow-evidence"
 TEST_TYPES = frozenset({"com.ibm.unit_tests", "com.ibm.acceptance_tests"})
 """Evidence types signed with the test-result predicate; every other type uses changeflow's."""
 
-_DIGEST_URI = re.compile(r"^(?:artifact|docker)://(?P<name>.+)@sha256:(?P<hex>[0-9a-f]{64})$")
 _COMMIT_URI = re.compile(r"#(?P<sha>[0-9a-f]{40})$")
 _TEST_RESULTS = {
     EvidenceResult.success: "PASSED",
@@ -66,7 +66,7 @@ def _stamp(when: datetime) -> str:
 def subject(uri: str) -> dict[str, Any]:
     """An in-toto subject for an asset uri: an artifact's or image's sha256, a commit's sha,
     else the sha256 of the uri itself (its asset id)."""
-    match = _DIGEST_URI.match(uri)
+    match = DIGEST_URI.match(uri)
     if match:
         return {"name": match["name"], "digest": {"sha256": match["hex"]}}
     commit = _COMMIT_URI.search(uri)

@@ -20,12 +20,29 @@ from changeflow.models import (
 
 _DIST_VERSION = re.compile(r"^[A-Za-z0-9_.]+-(\d[^-]*?)(?:\.tar\.gz|\.zip|-.*)?$")
 
-__all__ = ["artifact_uri", "inventory_entry", "make_evidence", "new_entries", "recorded_by"]
+__all__ = [
+    "DIGEST_URI",
+    "artifact_uri",
+    "inventory_entry",
+    "make_evidence",
+    "new_entries",
+    "recorded_by",
+    "uri_digest",
+]
+
+# the asset uri of a file artifact or an image: its name and the sha256 of its bytes
+DIGEST_URI = re.compile(r"^(?:artifact|docker)://(?P<name>.+)@sha256:(?P<hex>[0-9a-f]{64})$")
 
 
 def artifact_uri(filename: str, sha256: str) -> str:
     """The asset uri of a file artifact: `artifact://<name>@sha256:<hex>`."""
     return f"artifact://{filename}@{sha256}"
+
+
+def uri_digest(uri: str) -> str | None:
+    """The digest (`sha256:<hex>`) an artifact's or image's asset uri names, else None."""
+    match = DIGEST_URI.match(uri)
+    return f"sha256:{match['hex']}" if match else None
 
 
 def make_evidence(

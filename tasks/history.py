@@ -9,6 +9,7 @@ from prefect import task
 
 from changeflow.change_ids import is_change_id
 from changeflow.errors import BadInput, IntegrityError
+from changeflow.evidence import uri_digest
 from changeflow.gate import acceptance_ids
 from changeflow.labels import deployed_label
 from changeflow.models import Asset, ChangeRequest, Evidence, EvidenceResult, InventoryEntry
@@ -75,17 +76,35 @@ def _named(stores: Stores, subject: str, at: Entries) -> list[Artifact]:
         except BadInput:
             pass  # no CR of that id: an entry may be called so
     found = set(artifacts_named(subject, at, []))
-    if not any(subject in (e.provenance, e.artifact) for es in at.values() for e in es.values()):
-        inventory = stores.inventory
-        for commit in sorted(set(inventory.labels().values())):
-            try:
-                entry = inventory.get(subject, commit)
-            except BadInput:  # not an entry name (an artifact uri no branch holds)
-                break
-            if entry is not None:
-                found.add((entry.name, entry.sha256))
-                at.setdefault(commit, {})[entry.name] = entry
+    if any(subject in (e.provenance, e.artifact) for es in at.values() for e in es.values()):
+        return sorted(found)
+    inventory = stores.inventory
+    digest = uri_digest(subject)
+    if digest is not None:  # an artifact uri no branch holds: as the CRs that deployed it had it
+        for cr in stores.changes.deployments([digest]):
+            for name in sorted(n for n, sha in cr.bom.items() if sha == digest):
+                entry = _entry(inventory, name, cr.inventory_commit)
+                if entry is not None and subject in (entry.provenance, entry.artifact):
+                    found.add((entry.name, entry.sha256))
+                    at.setdefault(cr.inventory_commit, {})[entry.name] = entry
+        return sorted(found)
+    for commit in sorted(set(inventory.labels().values())):
+        try:
+            entry = inventory.get(subject, commit)
+        except BadInput:  # not an entry name
+            break
+        if entry is not None:
+            found.add((entry.name, entry.sha256))
+            at.setdefault(commit, {})[entry.name] = entry
     return sorted(found)
+
+
+def _entry(inventory: Inventory, name: str, commit: str) -> InventoryEntry | None:
+    """The entry `name` at `commit`; None when the inventory holds neither (any more)."""
+    try:
+        return inventory.get(name, commit) if commit else None
+    except BadInput:
+        return None
 
 
 def _as_deployed(
@@ -97,12 +116,9 @@ def _as_deployed(
     missing = set(artifacts) - held
     for cr in crs:
         for name, sha in sorted(cr.bom.items()):
-            if (name, sha) not in missing or not cr.inventory_commit:
+            if (name, sha) not in missing:
                 continue
-            try:
-                entry = inventory.get(name, cr.inventory_commit)
-            except BadInput:  # a commit the inventory does not hold (any more)
-                continue
+            entry = _entry(inventory, name, cr.inventory_commit)
             if entry is not None and entry.sha256 == sha:
                 at.setdefault(cr.inventory_commit, {})[name] = entry
                 missing.discard((name, sha))

@@ -108,6 +108,20 @@ def test_trace_reads_the_crs_that_deployed_the_artifact() -> None:
     )
 
 
+def test_an_artifact_uri_no_branch_holds_any_more_is_traced_through_its_deployments() -> None:
+    stores, changes, crs = _history()
+    v1 = _entry("1")
+    traced = read_trace(stores, v1.provenance, branches=["staging", "prod"], today=TODAY)
+    assert changes.listed == []
+    (artifact,) = traced.artifacts
+    assert (artifact.entry, artifact.sha256) == ("app/bin", v1.sha256)
+    assert [d.change_request for d in artifact.deployments] == [crs["staging"].id, crs["prod"].id]
+    assert [b.build_number for b in artifact.builds] == ["1"]
+    # a uri of the same bytes under another name names nothing: the CR's entry must be it
+    other = v1.provenance.replace("artifact://app@", "artifact://other@")
+    assert read_trace(stores, other, today=TODAY).artifacts == []
+
+
 def test_the_audit_reads_the_environments_crs_only_for_a_commit_none_deployed() -> None:
     stores, changes, crs = _history()
     prod = crs["prod"].inventory_commit
