@@ -32,6 +32,9 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+# the server records task runs from events: read them once their number holds still this long
+_STILL_FOR_S = 1.0
+_RECORDED_WITHIN_S = 30.0
 WALL_TARGET_S = 35.0  # issue #15, on a quiet machine
 SHARE_TARGET = 0.15
 
@@ -181,7 +184,7 @@ def _read_runs() -> tuple[list[Any], list[Any]]:
             found += more
         return found
 
-    deadline, seen = time.monotonic() + 30, -1
+    deadline, seen = time.monotonic() + _RECORDED_WITHIN_S, -1
     with get_client(sync_client=True) as client:
         while True:
             task_runs = every(client.read_task_runs)
@@ -189,7 +192,7 @@ def _read_runs() -> tuple[list[Any], list[Any]]:
             if (len(task_runs) == seen and finished) or time.monotonic() > deadline:
                 return every(client.read_flow_runs), task_runs
             seen = len(task_runs)
-            time.sleep(1)
+            time.sleep(_STILL_FOR_S)
 
 
 def _run_times(
