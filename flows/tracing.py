@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import date
-from functools import partial
 
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -31,10 +30,8 @@ def publish_trace(stores: Stores, cr: ChangeRequest) -> None:
         get_run_logger().warning("no trace of %s published: %s", cr.id, exc)
         return
     publish(
-        partial(
-            create_markdown_artifact,
-            key=artifact_key("trace", cr.environment, cr.region),
-            markdown=trace_markdown(trace, f"Trace of {cr.id}: {cr.environment}/{cr.region}"),
-            description=f"what happened to each artifact of {cr.id}",
-        )
+        create_markdown_artifact,
+        key=artifact_key("trace", cr.environment, cr.region),
+        markdown=trace_markdown(trace, f"Trace of {cr.id}: {cr.environment}/{cr.region}"),
+        description=f"what happened to each artifact of {cr.id}",
     )

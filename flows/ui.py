@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, cast
 from uuid import UUID
 
@@ -54,21 +53,17 @@ def publish_change_request(cr: ChangeRequest, link: str | None = None) -> None:
     """The CR as rendered, and a link to its record."""
     markdown = render_change_request(cr)
     publish(
-        partial(
-            create_markdown_artifact,
-            key=artifact_key("change-request", cr.environment, cr.region),
-            markdown=markdown,
-            description=f"{cr.id} ({cr.state.value})",
-        )
+        create_markdown_artifact,
+        key=artifact_key("change-request", cr.environment, cr.region),
+        markdown=markdown,
+        description=f"{cr.id} ({cr.state.value})",
     )
     if link:
         publish(
-            partial(
-                create_link_artifact,
-                key=artifact_key("change-request-link", cr.environment, cr.region),
-                link=link,
-                link_text=f"{cr.id} in change management",
-            )
+            create_link_artifact,
+            key=artifact_key("change-request-link", cr.environment, cr.region),
+            link=link,
+            link_text=f"{cr.id} in change management",
         )
 
 
@@ -97,12 +92,10 @@ def publish_summary(summary: EvidenceSummary, url: str, sha256: str) -> None:
         ]
     )
     publish(
-        partial(
-            create_markdown_artifact,
-            key=artifact_key("evidence-summary", summary.environment, summary.region),
-            markdown=markdown,
-            description=f"{len(summary.failed)} of {len(summary.evidence)} not passing",
-        )
+        create_markdown_artifact,
+        key=artifact_key("evidence-summary", summary.environment, summary.region),
+        markdown=markdown,
+        description=f"{len(summary.failed)} of {len(summary.evidence)} not passing",
     )
 
 
@@ -123,12 +116,10 @@ def publish_delta(delta: Delta, environment: str, region: str) -> None:
         for n in delta.deleted
     ]
     publish(
-        partial(
-            create_table_artifact,
-            table=rows,
-            key=artifact_key("delta", environment, region),
-            description="What changes",
-        )
+        create_table_artifact,
+        table=rows,
+        key=artifact_key("delta", environment, region),
+        description="What changes",
     )
 
 

@@ -15,6 +15,8 @@ import contextvars
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
+from typing import Any
 
 from prefect import get_run_logger
 
@@ -62,13 +64,14 @@ def publishing_alongside() -> Iterator[None]:
         publisher.close()
 
 
-def publish(show: Callable[[], object]) -> None:
-    """Run `show` (an artifact's API call) alongside the run, or now outside the block."""
+def publish(show: Callable[..., object], /, **arguments: Any) -> None:
+    """Call `show(**arguments)` (an artifact's API call) alongside the run, or now outside
+    the block."""
     publisher = _publisher.get()
     if publisher is None:
-        show()
+        show(**arguments)
     else:
-        publisher.submit(show)
+        publisher.submit(partial(show, **arguments))
 
 
 def wait_until_shown() -> None:

@@ -7,7 +7,6 @@ import logging
 import sys
 import threading
 from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 from uuid import UUID
 
@@ -89,10 +88,10 @@ def test_artifacts_are_sent_in_order_on_one_thread_and_a_failure_is_only_logged(
         with publishing_alongside():
             publish(refused)
             for n in range(5):
-                publish(partial(create_markdown_artifact, markdown=f"# {n}", key=key))
+                publish(create_markdown_artifact, markdown=f"# {n}", key=key)
             wait_until_shown()  # all five are in the API before the run goes on
             assert len(_artifacts(str(flow_run.get_id()), key)) == 5
-            publish(partial(create_markdown_artifact, markdown="# last", key=key))
+            publish(create_markdown_artifact, markdown="# last", key=key)
         return str(flow_run.get_id())
 
     with caplog.at_level(logging.WARNING):
