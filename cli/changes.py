@@ -10,7 +10,8 @@ deciding at once), it is refused with what the CR holds now (exit 1, nothing wri
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
+from uuid import UUID
 
 import typer
 
@@ -107,7 +108,6 @@ def _resume(cr: ChangeRequest, approved: bool, by: str, comment: str) -> str:
     if not cr.flow_run_id:
         return ""
     import time
-    from uuid import UUID
 
     from prefect import get_client
     from prefect.flow_runs import resume_flow_run
@@ -117,7 +117,7 @@ def _resume(cr: ChangeRequest, approved: bool, by: str, comment: str) -> str:
     with get_client(sync_client=True) as client:
         while True:
             state = client.read_flow_run(run_id).state
-            if state is not None and state.is_paused():
+            if state is not None and state.is_paused() and _shows_its_form(client, run_id, state):
                 # the decision is on the CR already: the run reads it there (and pauses again
                 # while the quorum is not met)
                 run_input = {"approved": approved, "by": by, "comment": comment, "recorded": True}
@@ -127,6 +127,23 @@ def _resume(cr: ChangeRequest, approved: bool, by: str, comment: str) -> str:
                 name = state.name if state else "unknown"
                 return f"; deploy run {run_id} is {name}: rerun the deployment"
             time.sleep(_POLL_S)
+
+
+def _shows_its_form(client: Any, run_id: UUID, state: Any) -> bool:
+    """Whether a paused run has saved the form it waits for. Prefect pauses a run first and
+    saves the form's schema after; a resume in between is refused."""
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    keyset = state.state_details.run_input_keyset
+    if not keyset:
+        return True
+    try:
+        client.read_flow_run_input(run_id, keyset["schema"])
+    except PrefectHTTPStatusError as exc:
+        if exc.response.status_code == 404:
+            return False
+        raise
+    return True
 
 
 KeyOpt = Annotated[
