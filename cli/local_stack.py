@@ -79,8 +79,8 @@ def free_port(grpc_offset: bool = False) -> int:
     raise RuntimeError("no free port pair found")
 
 
-# the SeaweedFS services that also listen on their port + 10000 for gRPC
-_GRPC_SERVICES = ("master", "volume", "filer", "s3", "admin")
+# the SeaweedFS services (each also listens on its port + 10000 for gRPC)
+_SERVICES = ("master", "volume", "filer", "s3", "admin")
 
 
 def seaweedfs_ports() -> dict[str, int]:
@@ -91,12 +91,10 @@ def seaweedfs_ports() -> dict[str, int]:
     """
     ports: dict[str, int] = {}
     taken: set[int] = set()
-    for name in (*_GRPC_SERVICES, "webdav"):
-        grpc = name in _GRPC_SERVICES
+    for name in _SERVICES:
         for _ in range(200):
-            port = free_port(grpc_offset=grpc)
-            mine = {port, port + 10000} if grpc else {port}
-            if not mine & taken:
+            port = free_port(grpc_offset=True)
+            if not (mine := {port, port + 10000}) & taken:
                 break
         else:
             raise RuntimeError("no free ports for SeaweedFS found")
@@ -189,7 +187,7 @@ def start_seaweedfs(
 ) -> tuple[subprocess.Popen[bytes], str]:
     """Start `weed mini` with an S3 endpoint that accepts only the given credentials.
 
-    `ports` (master, volume, filer, s3, admin, webdav) pins the ports, so a restart on the same
+    `ports` (master, volume, filer, s3, admin) pins the ports, so a restart on the same
     `data_dir` finds its volumes where the filer recorded them; by default they are free ones.
     `readers` (access key to secret key) may read and list but not write, as an auditor would.
     """
@@ -239,6 +237,8 @@ def _weed_mini_args(data_dir: Path, identities: Path, ports: dict[str, int]) -> 
         "-ip.bind=127.0.0.1",
         f"-s3.config={identities}",
         "-admin.ui=false",
+        # no WebDAV: it binds after the S3 gateway answers, and losing its port then ends weed
+        "-webdav=false",
         # catalog servers listen on fixed default ports: off, so several stacks can run at once
         "-s3.port.iceberg=0",
         "-s3.port.lance=0",
