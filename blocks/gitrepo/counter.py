@@ -1,10 +1,13 @@
 """A counter kept in a ref, advanced for writers taking numbers at once (CR ids).
 
 Each writer pushes a ticket, `<ref>.tickets/<time>-<uuid>` pointing at a "pending" blob (no two
-collide); whoever lists them first numbers every pending ticket it sees, in name order, and
-moves the counter past them in one atomic push whose compare-and-swaps cover the counter and
-each ticket. A burst of writers costs a few rounds, not one round per writer. The counter and
-the numbers are blobs holding the number, recognised by their object ids.
+collide); the writer of the oldest pending ticket numbers every pending ticket it lists, in
+name order, and moves the counter past them in one atomic push whose compare-and-swaps cover
+the counter and each ticket. A burst of writers costs a few rounds, not one round per writer.
+The others look again rather than race it with the same push, which all but one would lose
+(a push naming twenty refs costs the remote as much as a commit); after `DEFER_S` they number
+too, in case its writer died. The counter and the numbers are blobs holding the number,
+recognised by their object ids.
 
 A numbered ticket stays until its writer deletes it in the push that writes what the number
 was for (`GitRemote.commit(..., release=...)`): while it exists, that work is in flight, so
@@ -25,9 +28,13 @@ from blocks.gitrepo.errors import RefConflict, check_ref_name
 from blocks.gitrepo.mirror import NETWORK_TIMEOUT
 from blocks.gitrepo.pushes import GitPushes
 
-__all__ = ["STALE_S", "GitCounters", "Ticket"]
+__all__ = ["DEFER_S", "STALE_S", "GitCounters", "Ticket"]
 
 STALE_S = 300.0
+# how long a writer leaves numbering its ticket to the writer of an older one (longer only if
+# that one died before numbering), looking again every `_POLL_S`
+DEFER_S = 1.0
+_POLL_S = 0.05
 _PAUSE_S = 0.05
 _PENDING = b"pending\n"
 
@@ -101,7 +108,7 @@ class GitCounters(GitPushes):
                 with self._locked():
                     if not self._push(pending, mine, None):
                         raise RefConflict(f"{mine} exists already")
-            listed = self.listing()
+            listed = self._listing_once_numbered(tickets, mine, pending)
             taken = listed.get(mine)
             if taken is not None and taken != pending:
                 return Ticket(self._counter_value(mine, taken), mine, taken, listed)
@@ -123,6 +130,19 @@ class GitCounters(GitPushes):
         if mine:  # no one is to wait for a ticket that will never be numbered here
             self.push_refs({mine: ""}, {mine: pending})
         raise RefConflict(f"gave up advancing {ref} after {self.attempts} attempts")
+
+    def _listing_once_numbered(self, tickets: str, mine: str, pending: str) -> dict[str, str]:
+        """List the remote's refs; while an older ticket than `mine` is pending too, list again
+        after a pause, for at most `DEFER_S`: its writer numbers both in its own round, and a
+        second writer numbering the same tickets at once only loses that push."""
+        deadline = time.monotonic() + DEFER_S
+        while True:
+            listed = self.listing()
+            waiting = [t for t, sha in listed.items() if t.startswith(tickets) and sha == pending]
+            older = [t for t in waiting if t < mine and _age_s(t) <= STALE_S]
+            if listed.get(mine) != pending or not older or time.monotonic() >= deadline:
+                return listed
+            time.sleep(_POLL_S)
 
     def _number(
         self,
