@@ -31,8 +31,8 @@ from blocks.gitrepo.pushes import GitPushes
 __all__ = ["DEFER_S", "STALE_S", "GitCounters", "Ticket"]
 
 STALE_S = 300.0
-# how long a writer leaves numbering its ticket to the writer of an older one (longer only if
-# that one died before numbering), looking again every `_POLL_S`
+# how long in all a writer leaves numbering its ticket to the writer of an older one (longer
+# only if that one died before numbering), looking again every `_POLL_S`
 DEFER_S = 1.0
 _POLL_S = 0.05
 _PAUSE_S = 0.05
@@ -101,6 +101,7 @@ class GitCounters(GitPushes):
         pending = self._pending_blob()
         mine = ""
         lost = False
+        deferring_until = time.monotonic() + DEFER_S
         for attempt in range(self.attempts):
             started = time.monotonic()
             if not mine:
@@ -108,7 +109,7 @@ class GitCounters(GitPushes):
                 with self._locked():
                     if not self._push(pending, mine, None):
                         raise RefConflict(f"{mine} exists already")
-            listed = self._listing_once_numbered(tickets, mine, pending)
+            listed = self._listing_once_numbered(tickets, mine, pending, deferring_until)
             taken = listed.get(mine)
             if taken is not None and taken != pending:
                 return Ticket(self._counter_value(mine, taken), mine, taken, listed)
@@ -131,11 +132,12 @@ class GitCounters(GitPushes):
             self.push_refs({mine: ""}, {mine: pending})
         raise RefConflict(f"gave up advancing {ref} after {self.attempts} attempts")
 
-    def _listing_once_numbered(self, tickets: str, mine: str, pending: str) -> dict[str, str]:
+    def _listing_once_numbered(
+        self, tickets: str, mine: str, pending: str, deadline: float
+    ) -> dict[str, str]:
         """List the remote's refs; while an older ticket than `mine` is pending too, list again
-        after a pause, for at most `DEFER_S`: its writer numbers both in its own round, and a
-        second writer numbering the same tickets at once only loses that push."""
-        deadline = time.monotonic() + DEFER_S
+        after a pause, until `deadline` (monotonic): its writer numbers both in its own round,
+        and a second writer numbering the same tickets at once only loses that push."""
         while True:
             listed = self.listing()
             waiting = [t for t, sha in listed.items() if t.startswith(tickets) and sha == pending]
