@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 
 from changeflow.errors import BadInput
-from changeflow.models import CustomerImpact, DeploymentImpact, Priority
+from changeflow.inventory_rules import promotion_branch
+from changeflow.models import CustomerImpact, DeploymentImpact, Priority, Promotion
 from changeflow.requests import (
     AuditRequest,
     BuildRequest,
@@ -83,7 +84,19 @@ def promote_cmd(
     # an emergency that went past the gate says so, entry by entry, as the promotion records it
     overridden = "".join(f"\n  gate overridden: {line}" for line in promotion.gate_overrides)
     emit(promotion, as_json, f"promotion {promotion.id}: {len(promotion.entries)} entries "
-          f"{source} -> {target} ({state}){overridden}")  # fmt: skip
+          f"{source} -> {target} ({state}){overridden}"
+          f"{_where_it_waits(promotion) if review else ''}")  # fmt: skip
+
+
+def _where_it_waits(promotion: Promotion) -> str:
+    """For a promotion left for review: its branch, its pull request, and how to merge it."""
+    branch = promotion_branch(promotion.target, promotion.id)
+    pr = promotion.pull_request
+    opened = f"\n  pull request #{pr.number}" + (f": {pr.url}" if pr.url else "") if pr else ""
+    return (
+        f"\n  waits on branch {branch}{opened}"
+        f"\n  merge it with: changeflow promote --merge {promotion.id}"
+    )
 
 
 @app.command("ci")

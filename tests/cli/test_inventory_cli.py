@@ -145,6 +145,33 @@ def test_promote_for_review_then_merge(
     assert inventory.get("app", "staging") == entry("app")
 
 
+def test_a_promotion_left_for_review_says_where_it_waits_and_how_to_merge_it(
+    remote: Path, tmp_path: Path, prefect_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PREFECT_API_URL", prefect_api)
+    setup_inventory(remote, tmp_path).add_entries([entry("app")])
+    said = ok(*PROMOTE, "--review").stdout
+    pid = said.split(":", 1)[0].removeprefix("promotion ")
+    assert f"waits on branch promotion/staging/{pid}" in said
+    assert f"refs/heads/promotion/staging/{pid}" in refs(remote)
+    assert "pull request" not in said  # no forge configured: the branch is what to review
+    merge = said.rsplit("merge it with: ", 1)[1].split()
+    assert merge[:3] == ["changeflow", "promote", "--merge"]
+    assert f"merged {pid}" in ok(*merge[1:]).stdout
+
+
+def test_a_promotion_opened_as_a_pull_request_names_it() -> None:
+    from changeflow.change_content import PullRequestLink
+    from cli.lifecycle import _where_it_waits
+
+    link = PullRequestLink(number=12, url="https://forge.example/pr/12")
+    opened = Promotion(id="p7", source="master", target="staging", assigned_to="rm",
+                       description="d", backout_plan="b", pull_request=link)  # fmt: skip
+    said = _where_it_waits(opened)
+    assert "pull request #12: https://forge.example/pr/12" in said
+    assert "waits on branch promotion/staging/p7" in said
+
+
 def test_nothing_to_promote_is_one_line(
     remote: Path, tmp_path: Path, prefect_api: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
