@@ -90,13 +90,10 @@ def promote_cmd(
 
 def _where_it_waits(promotion: Promotion) -> str:
     """For a promotion left for review: its branch, its pull request, and how to merge it."""
-    branch = promotion_branch(promotion.target, promotion.id)
-    pr = promotion.pull_request
-    opened = f"\n  pull request #{pr.number}" + (f": {pr.url}" if pr.url else "") if pr else ""
-    return (
-        f"\n  waits on branch {branch}{opened}"
-        f"\n  merge it with: changeflow promote --merge {promotion.id}"
-    )
+    said = f"\n  waits on branch {promotion_branch(promotion.target, promotion.id)}"
+    if pr := promotion.pull_request:
+        said += f"\n  pull request #{pr.number}" + (f": {pr.url}" if pr.url else "")
+    return f"{said}\n  merge it with: changeflow promote --merge {promotion.id}"
 
 
 @app.command("ci")
