@@ -11,6 +11,7 @@ import typer
 from changeflow.errors import BadInput
 from changeflow.inventory_rules import promotion_branch
 from changeflow.models import CustomerImpact, DeploymentImpact, Priority, Promotion
+from changeflow.names import has_hidden_characters
 from changeflow.requests import (
     AuditRequest,
     BuildRequest,
@@ -92,7 +93,9 @@ def _where_it_waits(promotion: Promotion) -> str:
     """For a promotion left for review: its branch, its pull request, and how to merge it."""
     said = f"\n  waits on branch {promotion_branch(promotion.target, promotion.id)}"
     if pr := promotion.pull_request:
-        said += f"\n  pull request #{pr.number}" + (f": {pr.url}" if pr.url else "")
+        # the forge's answer: a link holding control characters could rewrite the terminal
+        plain = pr.url and not has_hidden_characters(pr.url)
+        said += f"\n  pull request #{pr.number}" + (f": {pr.url}" if plain else "")
     return f"{said}\n  merge it with: changeflow promote --merge {promotion.id}"
 
 

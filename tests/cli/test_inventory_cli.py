@@ -170,6 +170,10 @@ def test_a_promotion_opened_as_a_pull_request_names_it() -> None:
     said = _where_it_waits(opened)
     assert "pull request #12: https://forge.example/pr/12" in said
     assert "waits on branch promotion/staging/p7" in said
+    # a forge answering with control characters in the link does not reach the terminal
+    link = PullRequestLink(number=13, url="https://forge.example/pr/13\x1b[2J")
+    said = _where_it_waits(opened.model_copy(update={"pull_request": link}))
+    assert "pull request #13" in said and "\x1b" not in said
 
 
 def test_nothing_to_promote_is_one_line(
