@@ -24,6 +24,7 @@ __all__ = [
     "MAX_COMMITS",
     "Forge",
     "change_log",
+    "not_readable_here",
     "planned_change_log",
     "pull_request_link",
     "pull_request_number",
@@ -45,6 +46,13 @@ _PULL_REQUEST = (
 _SAFE_URL = re.compile(r"^https?://[A-Za-z0-9.\-]+(?::\d+)?(?:/[A-Za-z0-9._~\-]+)+$")
 _SCP = re.compile(r"^(?:[A-Za-z0-9._\-]+@)?([A-Za-z0-9.\-]+):(?!//)(.+)$")
 _SSH = re.compile(r"^(?:ssh|git\+ssh)://(?:[^@/]+@)?([A-Za-z0-9.\-]+)(?::\d+)?/(.+)$")
+# the host of an http(s) or ssh URL, after a user part of RFC 3986's characters only (so
+# `https://evil.example#@github.com/` names evil.example, as git reads it)
+_HOST = re.compile(
+    r"^(?:https?|ssh|git\+ssh)://(?:[A-Za-z0-9._~%!$&'()*+,;=:\-]*@)?([A-Za-z0-9.\-]+)"
+    r"(?::\d+)?(?:[/?#]|$)",
+    re.IGNORECASE,
+)
 _MESSAGE_LIMIT = 300
 
 
@@ -63,6 +71,24 @@ def planned_change_log(
         for name, entry in sorted(delta.entries.items())
         if name not in previous or previous[name].commit_sha != entry.commit_sha
     ]
+
+
+def not_readable_here(repository_url: str, hosts: list[str] | None) -> str | None:
+    """Why an environment's deploy may not read this repository's commits, or None when it may.
+
+    `hosts` is the environment's `change_log_hosts`: None reads any repository, as the
+    inventory names it; a list reads only https, http and ssh repositories on those hosts,
+    never a path or `file://` on the worker, whatever an inventory entry says.
+    """
+    if hosts is None:
+        return None
+    url = repository_url.strip()
+    found = _HOST.match(url) or (None if "://" in url else _SCP.match(url))
+    host = found[1].lower() if found else None
+    if host in hosts:
+        return None
+    where = f"its host {host}" if host else "a repository on the worker"
+    return f"not read: {where} is not in the environment's change_log_hosts"
 
 
 def pull_request_number(message: str) -> int | None:

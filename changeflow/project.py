@@ -116,6 +116,17 @@ class CommandReport(_Strict):
     _check_command = field_validator("command")(_argv)
 
 
+# a DNS name: labels of letters, digits and inner hyphens, joined by dots
+_LABEL = r"[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?"
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
+
+
+def _hostname(host: str) -> str:
+    if not _HOSTNAME.match(host.lower()):
+        raise ValueError(f"change_log_hosts: not a host name: {host!r}")
+    return host.lower()
+
+
 class EnvironmentSpec(_Strict):
     """How one environment is deployed."""
 
@@ -147,6 +158,11 @@ class EnvironmentSpec(_Strict):
         description="A failed acceptance of the same artifact in another environment blocks "
         "auto-approval (or only warns).",
     )
+    change_log_hosts: list[str] | None = Field(
+        default=None,
+        description="Hosts whose repositories a CR's change log reads (https, http, ssh); none "
+        "set: any repository an entry names, a path on the worker included.",
+    )
     approvers: list[Approver] = Field(
         default_factory=list,
         description="Who may approve: identity and SSH ed25519 public key (allowed_signers).",
@@ -160,6 +176,9 @@ class EnvironmentSpec(_Strict):
     _check_deploy = field_validator("deploy", "backout")(lambda v: None if v is None else _argv(v))
     _check_pass_env = field_validator("pass_env")(_pass_env)
     _check_secrets = field_validator("secrets")(_secrets)
+    _check_hosts = field_validator("change_log_hosts")(
+        lambda v: None if v is None else [_hostname(h) for h in v]
+    )
 
     @model_validator(mode="after")
     def _secrets_are_not_passed(self) -> EnvironmentSpec:

@@ -220,7 +220,9 @@ def file_change(d: Deployment, filed: list[ChangeRequest]) -> ChangeRequest | No
         inventory_commit=d.head,
         previous_inventory_commit=d.previous,
         origins=read_origins(stores.inventory, d.previous, d.head, delta),
-        change_log=read_change_log(delta, previous, forge_of(stores.inventory)),
+        change_log=read_change_log(
+            delta, previous, forge_of(stores.inventory), d.spec.change_log_hosts
+        ),
         summary=summary,
         summary_url=summary_url,
         summary_sha256=summary_sha,

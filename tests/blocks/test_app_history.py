@@ -83,3 +83,28 @@ def test_a_url_that_would_run_a_command_is_never_fetched(url: str, tmp_path: Pat
     found = read_commit_logs([("app", url.format(marker=marker), None, "a" * 40)], 5)
     assert isinstance(found["app"], str) and found["app"].startswith("not read: ")
     assert not marker.exists()
+
+
+def test_an_environment_reads_only_the_hosts_it_lists(app: tuple[str, list[str]]) -> None:
+    """Whoever records inventory entries names the repository a deploy clones: with
+    `change_log_hosts` set, a path on the worker (or another host) is never read."""
+    from changeflow.delta import Delta
+    from changeflow.models import InventoryEntry
+    from tasks.change_log import read_change_log
+
+    url, shas = app
+    digest = "d" * 64
+    entry = InventoryEntry(
+        name="app", artifact=f"artifact://app@sha256:{digest}", version="2", type="file",
+        sha256=f"sha256:{digest}", repository_url=url, commit_sha=shas[4], build_number="2",
+        pipeline_run_id="ci-2", provenance=f"artifact://app@sha256:{digest}",
+    )  # fmt: skip
+    delta = Delta(added=["app"], entries={"app": entry})
+    previous = {"app": entry.model_copy(update={"commit_sha": shas[1]})}
+    [read] = read_change_log.fn(delta, previous, None)  # no list: any repository
+    assert read.commits and read.error is None
+    [refused] = read_change_log.fn(delta, previous, None, ["git.example"])
+    assert refused.commits is None
+    assert refused.error == (
+        "not read: a repository on the worker is not in the environment's change_log_hosts"
+    )

@@ -11,6 +11,7 @@ from changeflow.change_content import ChangeLogCommit, ChangeLogEntry, PullReque
 from changeflow.change_log import (
     MAX_COMMITS,
     change_log,
+    not_readable_here,
     planned_change_log,
     pull_request_link,
     pull_request_number,
@@ -123,3 +124,26 @@ def test_a_crafted_message_renders_as_text() -> None:
     assert "# not a heading" in text and "[x](https" not in text  # the first line only
     assert "\\`code\\` \\*\\*bold\\*\\* \\| cell \\|" in text
     assert all(c.pull_request is None for c in logged.commits or [])
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        ("https://GitHub.com/acme/app", None),
+        ("https://user:token@github.com/acme/app.git", None),
+        ("ssh://git@git.example:2222/acme/app", None),
+        ("git@github.com:acme/app.git", None),
+        ("file:///srv/secret.git", "a repository on the worker"),
+        ("/srv/secret.git", "a repository on the worker"),
+        ("https://github.com.evil.example/acme/app", "its host github.com.evil.example"),
+        ("https://github.com@evil.example/acme/app", "its host evil.example"),
+        ("https://evil.example#@github.com/acme/app", "its host evil.example"),
+        ("http://169.254.169.254/latest", "its host 169.254.169.254"),
+    ],
+)
+def test_an_environment_s_change_log_hosts_name_what_it_reads(url: str, host: str | None) -> None:
+    hosts = ["github.com", "git.example"]
+    said = not_readable_here(url, hosts)
+    assert said == (None if host is None else f"not read: {host} is not in the environment's "
+                    "change_log_hosts")  # fmt: skip
+    assert not_readable_here(url, None) is None  # without a list: every repository

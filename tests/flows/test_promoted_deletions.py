@@ -92,6 +92,16 @@ def test_a_deletion_reaches_prod_and_its_cr(
             for c in log.commits or []] == [(shas[2], 5), (shas[1], 4)]  # fmt: skip
     assert f"  - `{shas[1][:12]}` Add login (#4) (#4)" in shown  # no forge: no link
 
+    # prod reads only the hosts it lists: the app's repository, a folder on this worker, is not
+    environments.write_text(f'{environments.read_text()}change_log_hosts = ["github.com"]\n')
+    _write_directly(inventory, app_url, shas[1])
+    third = deploy(DeploymentRequest(environment="prod", region="r1"), RecordStores.from_env())
+    assert third.change_request is not None
+    [log] = config.change_management(None).get(third.change_request).change_log
+    assert log.commits is None and log.error == (
+        "not read: a repository on the worker is not in the environment's change_log_hosts"
+    )
+
 
 def _app_repository(tmp_path: Path) -> tuple[str, list[str]]:
     """An application repository with three commits (oldest first) on main, and its URL."""
