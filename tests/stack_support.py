@@ -143,6 +143,21 @@ def git_in(remote: Path, *args: str) -> str:
     ).stdout
 
 
+def push_ticket(bare: Path, age_s: float, value: str = "pending", name: str = "x") -> str:
+    """Push a CR id ticket by hand, as a writer that took it `age_s` seconds ago would have:
+    pending, or holding a number (`value`); return its ref."""
+    import subprocess
+    import time
+
+    blob = subprocess.run(
+        ["git", "--git-dir", str(bare), "hash-object", "-w", "--stdin"],
+        input=f"{value}\n".encode(), capture_output=True, check=True,
+    ).stdout.decode().strip()  # fmt: skip
+    ref = f"refs/changeflow/last-change-id.tickets/{time.time_ns() - int(age_s * 1e9):020d}-{name}"
+    git_in(bare, "update-ref", ref, blob)
+    return ref
+
+
 def ship_to_prod(
     names: list[str], promotion_id: str, passing: bool = True, *, emergency: bool = False
 ) -> None:

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from stack_support import git_in, race
+from stack_support import git_in, push_ticket, race
 
 from blocks.change_management import GitChangeManagement, shard_branch
 from blocks.gitrepo import GitRemote
@@ -275,26 +275,12 @@ def test_a_filing_that_fails_releases_its_id_ticket(
     assert "changes/CHG0000002.json" in git_in(bare, "ls-tree", "-r", "--name-only", "main")
 
 
-def _ticket(bare: Path, age_s: float, value: str = "pending") -> str:
-    """Push a ticket by hand, as a writer that took it `age_s` seconds ago would have."""
-    import subprocess
-    import time
-
-    blob = subprocess.run(
-        ["git", "--git-dir", str(bare), "hash-object", "-w", "--stdin"],
-        input=f"{value}\n".encode(), capture_output=True, check=True,
-    ).stdout.decode().strip()  # fmt: skip
-    name = f"refs/changeflow/last-change-id.tickets/{time.time_ns() - int(age_s * 1e9):020d}-x"
-    git_in(bare, "update-ref", name, blob)
-    return name
-
-
 def test_tickets_of_writers_in_flight_defer_publishing_to_the_last_one(
     changes: GitChangeManagement, bare: Path
 ) -> None:
     changes.create(draft())
     # another writer took an id a moment ago and has not landed: it will publish this one too
-    other = _ticket(bare, 1.0, "9")
+    other = push_ticket(bare, 1.0, "9")
     cr = changes.create(draft())
     assert cr.id == "CHG0000002"
     assert "CHG0000002" in git_in(bare, "ls-tree", "-r", "--name-only", "changes/02")
@@ -305,8 +291,8 @@ def test_tickets_of_writers_in_flight_defer_publishing_to_the_last_one(
     from blocks.change_publish import YOUNG_S
     from blocks.gitrepo.counter import STALE_S
 
-    old = _ticket(bare, YOUNG_S + 1, "9")
-    dead = _ticket(bare, STALE_S + 1)
+    old = push_ticket(bare, YOUNG_S + 1, "9")
+    dead = push_ticket(bare, STALE_S + 1)
     third = changes.create(draft())
     shown = git_in(bare, "ls-tree", "-r", "--name-only", "main", "changes/")
     assert {f"changes/{i}.json" for i in ("CHG0000002", third.id)} <= set(shown.split())

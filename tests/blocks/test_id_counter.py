@@ -3,28 +3,16 @@ with the oldest ticket, and a ticket whose writer died holds the others back onl
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from pathlib import Path
 
-from stack_support import git_in
+from stack_support import git_in, push_ticket
 
 from blocks.gitrepo import GitRemote
 from blocks.gitrepo.counter import Ticket
 
 COUNTER = "refs/changeflow/last-change-id"
-
-
-def _pending_ticket(bare: Path, age_s: float) -> str:
-    """Push a pending ticket by hand, as a writer that took it `age_s` seconds ago would have."""
-    blob = subprocess.run(
-        ["git", "--git-dir", str(bare), "hash-object", "-w", "--stdin"],
-        input=b"pending\n", capture_output=True, check=True,
-    ).stdout.decode().strip()  # fmt: skip
-    name = f"{COUNTER}.tickets/{time.time_ns() - int(age_s * 1e9):020d}-older"
-    git_in(bare, "update-ref", name, blob)
-    return name
 
 
 def _tickets(bare: Path) -> dict[str, str]:
@@ -42,7 +30,7 @@ def _allocating(remote: GitRemote) -> tuple[threading.Thread, list[Ticket]]:
 def test_a_writer_leaves_numbering_to_the_writer_of_an_older_ticket(
     bare: Path, tmp_path: Path
 ) -> None:
-    older = _pending_ticket(bare, 0.5)
+    older = push_ticket(bare, 0.5, name="older")
     writer = GitRemote(bare.as_uri(), tmp_path / "writer")
     thread, taken = _allocating(writer)
     deadline = time.monotonic() + 30
@@ -62,7 +50,7 @@ def test_a_writer_leaves_numbering_to_the_writer_of_an_older_ticket(
 def test_a_ticket_whose_writer_died_holds_a_writer_back_only_a_moment(
     bare: Path, tmp_path: Path
 ) -> None:
-    older = _pending_ticket(bare, 2.0)
+    older = push_ticket(bare, 2.0, name="older")
     thread, taken = _allocating(GitRemote(bare.as_uri(), tmp_path / "writer"))
     thread.join(timeout=30)
     # it numbered both, in ticket order: the dead writer's number stays taken
