@@ -1,6 +1,6 @@
 """Where a deploy run waits: for a person's decision, and for its change window.
 
-For a decision the run pauses (`pause_flow_run` with the approval form) until a person approves
+For a decision the run pauses (`flows.pausing`, with the approval form) until a person approves
 or rejects the CR in the UI, or `changeflow cr approve|reject` records the decision and resumes
 the run. Where the change-management backend takes decisions of its own (ServiceNow's approval
 field), a watcher asks it every `BACKEND_POLL_S` while the run is paused and resumes the run
@@ -28,9 +28,9 @@ from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 from uuid import UUID, uuid4
 
-from prefect import State, get_client, get_run_logger, pause_flow_run
+from prefect import State, get_client, get_run_logger
 from prefect.client.schemas.responses import SetStateStatus
-from prefect.exceptions import FlowPauseTimeout, Pause
+from prefect.exceptions import Pause
 from prefect.flow_runs import resume_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
@@ -48,6 +48,7 @@ from changeflow.ports import ChangeManagement
 from changeflow.render import render_change_request
 from changeflow.windows import WindowDecision, decide_window
 from flows.deploy_steps import Deployment, advance
+from flows.pausing import pause_for_input
 from flows.ui import announce_change, publish_change_request
 from flows.ui_publishing import wait_until_shown
 from tasks.change import read_change_request
@@ -288,18 +289,13 @@ def _pause(
     if remaining <= 0:
         return None, cr
     wait_until_shown()  # whoever is asked sees the CR on the paused run
-    try:
-        form = pause_flow_run(
-            wait_for_input=ApprovalInput.with_initial_data(
-                description=question, approved=True, by="", date=now.isoformat()
-            ),
-            timeout=max(1, int(remaining)),
-            # how soon the run sees a decision: a read of the run a second while it waits
-            poll_interval=1,
-            key=str(uuid4()),  # a pause of its own each time the run waits again
-        )
-    except FlowPauseTimeout:
-        return None, cr
+    form = pause_for_input(
+        ApprovalInput.with_initial_data(
+            description=question, approved=True, by="", date=now.isoformat()
+        ),
+        timeout_s=max(1, int(remaining)),
+        key=str(uuid4()),  # a pause of its own each time the run waits again
+    )
     return form, cr
 
 
