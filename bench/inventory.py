@@ -176,7 +176,7 @@ def run(repeat: int) -> dict[str, float]:
         results["batch_1000_s"] = _ms(lambda: inventory.add_entries(batch)) / 1000
         before = inventory.resolve("master")
         assert before is not None
-        inventory.move_label("bench_latest", before)
+        inventory.move_labels(["bench_latest"], before)
         inventory.add_entries([_entry(n, "2.0.0") for n in range(0, biggest, biggest // 100)])
 
         def delta() -> None:

@@ -80,7 +80,7 @@ class GitInventory(Block):
 
     inventory = GitInventory.load("BLOCK_NAME")
     entries = inventory.entries("prod")
-    inventory.move_label("us-south_prod_latest", "prod")
+    inventory.move_labels(["us-south_prod_latest"], "prod")
     ```
     """
     _description = (
@@ -357,26 +357,26 @@ class GitInventory(Block):
             raise BadInput(f"label {label} was just created by someone else") from None
         return commit
 
-    def move_label(self, label: str, ref: str) -> str:
-        """Point label `label` at `ref`, creating it when missing, with a compare-and-swap.
+    def move_labels(self, labels: list[str], ref: str) -> str:
+        """Point every label of `labels` at `ref`, creating missing ones, in one atomic push.
 
-        A first deployment moves a label that does not exist yet; the swap expects the value
-        the label had (or its absence) when this call looked.
+        A first deployment moves labels that do not exist yet; each swap expects the value the
+        label had (or its absence) when this call looked. All of them move, or none does.
 
         Returns:
-            The commit it points at now.
+            The commit they point at now.
 
         Raises:
             BadInput: for a bad label name, a new label hidden by a branch, an unknown ref.
-            RefConflict: when someone else moved, made or deleted the label at the same time.
+            RefConflict: when someone else moved, made or deleted one of them at the same time.
         """
-        full = self._label(label)
+        full = {label: self._label(label) for label in labels}
         git = self._fetched()
-        current = git.ref_value(full)
-        if current is None:
+        current = {name: git.ref_value(ref) for name, ref in full.items()}
+        for label in [name for name, value in current.items() if value is None]:
             self._refuse_hidden(git, label)
         commit = commit_of(git, ref)
-        git.set_ref(full, commit, expected=current)
+        git.set_refs(dict.fromkeys(full.values(), commit), {full[n]: v for n, v in current.items()})
         return commit
 
     def delete_label(self, label: str) -> str:

@@ -216,8 +216,8 @@ class Inventory(Protocol):
         """Create a label (refused when it exists)."""
         ...
 
-    def move_label(self, label: str, ref: str) -> str:
-        """Point a label at a ref, creating it when missing (compare-and-swap)."""
+    def move_labels(self, labels: list[str], ref: str) -> str:
+        """Point labels at a ref, creating missing ones: all of them or none (compare-and-swap)."""
         ...
 
     def delete_label(self, label: str) -> str:

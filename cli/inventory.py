@@ -188,12 +188,12 @@ def inventory_validate(
         raise typer.Exit(1)
 
 
-def _labels_call(action: Callable[..., str], *args: str) -> str:
+def _labels_call(action: Callable[[], str]) -> str:
     """Run a label change; a compare-and-swap lost to another writer is a "no" (exit 1)."""
     from blocks.gitrepo import RefConflict
 
     try:
-        return action(*args)
+        return action()
     except RefConflict as exc:
         raise NotReady(f"the label changed meanwhile, look again and retry: {exc}") from None
 
@@ -208,7 +208,9 @@ def _point_label(name: str, to: str, *, move: bool) -> str:
     # The port's move makes a missing label (a first deployment does); by hand, it is a typo.
     if move and name not in inventory.labels():
         raise BadInput(f"unknown label {name}")
-    return _labels_call(inventory.move_label if move else inventory.add_label, name, to)
+    if move:
+        return _labels_call(lambda: inventory.move_labels([name], to))
+    return _labels_call(lambda: inventory.add_label(name, to))
 
 
 @label_app.command("list")
@@ -247,5 +249,5 @@ def label_delete(name: str, as_json: JsonOpt = False) -> None:
     """Delete a label."""
     from blocks import stores
 
-    commit = _labels_call(stores.inventory(None).delete_label, name)
+    commit = _labels_call(lambda: stores.inventory(None).delete_label(name))
     emit({"label": name, "deleted": commit}, as_json, f"label {name} deleted (was at {commit})")

@@ -64,9 +64,9 @@ def promote_entries(inventory: Inventory, promotion: Promotion, merge: bool) -> 
 
 @task(name="move-labels", **IO)
 def move_labels(inventory: Inventory, labels: list[str], commit: str) -> None:
-    """Point each label at the deployed commit (a first deployment creates it)."""
-    for label in labels:
-        inventory.move_label(label, commit)
+    """Point the labels at the deployed commit, all of them or none (a first deployment
+    creates them)."""
+    inventory.move_labels(labels, commit)
 
 
 @task(name="resolve-refs", **IO)

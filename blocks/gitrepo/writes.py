@@ -207,6 +207,22 @@ class GitRemote(GitCounters):
             if not self._push(target, ref, expected):
                 raise RefConflict(f"{ref} is not at {expected or '(absent)'} on the remote")
 
+    def set_refs(self, refs: Mapping[str, str], expected: Mapping[str, str | None]) -> None:
+        """Create or move several branches or tags in one atomic push: all of them or none.
+
+        Args:
+            refs: full ref -> commit (or ref) to point it at; each must be in the mirror.
+            expected: full ref -> the value it must have now (None: must not exist).
+
+        Raises:
+            RefConflict: when one of them is not at its `expected` on the remote.
+        """
+        with self._locked():
+            targets = {full_ref(ref): self._commit_of(commit) for ref, commit in refs.items()}
+            leases = {full_ref(ref): value for ref, value in expected.items()}
+            if not self.push_refs(targets, leases):
+                raise RefConflict(f"one of {', '.join(sorted(targets))} moved on the remote")
+
     def delete_ref(self, ref: str, *, expected: str | EllipsisType | None = ...) -> None:
         """Delete a branch or tag on the remote (nothing to do when it is absent).
 

@@ -370,18 +370,20 @@ class MemoryInventory:
             self._labels[label] = commit
             return commit
 
-    def move_label(self, label: str, ref: str) -> str:
-        """Point a label at a ref, creating it when missing; the commit it points at.
+    def move_labels(self, labels: list[str], ref: str) -> str:
+        """Point labels at a ref, creating missing ones, all or none; the commit they point at.
 
         Raises:
             BadInput: for a bad label name, a new label hidden by a branch, an unknown ref.
         """
-        _ref_name(label, "label")
+        for label in labels:
+            _ref_name(label, "label")
         with self._lock:
-            if label not in self._labels and label in self._branches:
-                raise BadInput(f"label {label} would be hidden by the branch of the same name")
+            for label in labels:
+                if label not in self._labels and label in self._branches:
+                    raise BadInput(f"label {label} would be hidden by the branch of the same name")
             commit = self._resolved(ref).id
-            self._labels[label] = commit
+            self._labels.update(dict.fromkeys(labels, commit))
             return commit
 
     def delete_label(self, label: str) -> str:

@@ -124,7 +124,7 @@ def test_a_file_that_is_not_an_entry_is_an_integrity_error(inventory: GitInvento
 
 def test_delta_between_two_refs(inventory: GitInventory) -> None:
     inventory.add_entries([entry("app-a"), entry("app-b"), entry("lib/c")])
-    inventory.move_label("dev_latest", "master")
+    inventory.move_labels(["dev_latest"], "master")
     inventory.add_entries([entry("app-a", "2.0.0"), entry("app-d")])
     inventory.git.commit("master", lambda _p: {"app-b": None, "NEWS.md": b"x"}, "drop app-b")
     delta = inventory.delta("dev_latest", "master")
@@ -215,19 +215,19 @@ def test_a_merge_reapplies_on_a_target_that_moved(inventory: GitInventory, bare:
 
 def test_move_label_creates_a_missing_label(inventory: GitInventory, bare: Path) -> None:
     first = inventory.add_entries([entry("app-a")])
-    inventory.move_label("us-south_prod_latest", "master")  # a first deployment
+    inventory.move_labels(["us-south_prod_latest"], "master")  # a first deployment
     assert inventory.labels().get("us-south_prod_latest") == first
     second = inventory.add_entries([entry("app-a", "2.0.0")])
-    inventory.move_label("us-south_prod_latest", second or "")
+    inventory.move_labels(["us-south_prod_latest"], second or "")
     assert git_in(bare, "rev-parse", "us-south_prod_latest").strip() == second
     assert inventory.labels() == {"us-south_prod_latest": second}
     assert "eu_prod_latest" not in inventory.labels()
     with pytest.raises(BadInput):
-        inventory.move_label("bad tag", "master")
+        inventory.move_labels(["bad tag"], "master")
     with pytest.raises(BadInput):
-        inventory.move_label("prod_latest", "no-such-ref")
+        inventory.move_labels(["prod_latest"], "no-such-ref")
     with pytest.raises(BadInput, match="hidden by the branch"):
-        inventory.move_label("master", "master")
+        inventory.move_labels(["master"], "master")
     assert inventory.labels() == {"us-south_prod_latest": second}
 
 
@@ -280,14 +280,14 @@ def test_labels_add_move_delete(inventory: GitInventory, bare: Path) -> None:
     with pytest.raises(BadInput, match="already exists"):
         inventory.add_label("prod_latest", second)
     assert git_in(bare, "rev-parse", "prod_latest").strip() == first
-    assert inventory.move_label("prod_latest", "master") == second
+    assert inventory.move_labels(["prod_latest"], "master") == second
     assert inventory.labels() == {"prod_latest": second, "us-south_prod_latest": first}
     assert inventory.delete_label("us-south_prod_latest") == first
     assert inventory.labels() == {"prod_latest": second}
     for bad in ["bad label", "a..b", "x.lock", "-x", "a~1", ""]:
         with pytest.raises(BadInput):
             inventory.add_label(bad, "master")
-    assert inventory.move_label("never-made", "master") == second  # moving one makes it
+    assert inventory.move_labels(["never-made"], "master") == second  # moving one makes it
     assert inventory.delete_label("never-made") == second
     with pytest.raises(BadInput, match="unknown label"):
         inventory.delete_label("never-made")
@@ -307,16 +307,40 @@ def test_moving_a_label_is_a_compare_and_swap(
     inventory.add_label("prod_latest", first)
     other = GitInventory(remote_url=bare.as_uri(), cache_dir=str(tmp_path / "other"))
     seen = inventory.git.ref_value("refs/tags/prod_latest")
-    other.move_label("prod_latest", second)  # someone else moves it meanwhile
+    other.move_labels(["prod_latest"], second)  # someone else moves it meanwhile
     with pytest.raises(RefConflict):
         inventory.git.set_ref("refs/tags/prod_latest", first, expected=seen)
     assert git_in(bare, "rev-parse", "prod_latest").strip() == second
     # a first move expects the label to be missing: one made meanwhile is not overwritten
     assert inventory.git.ref_value("refs/tags/dev_latest") is None
-    other.move_label("dev_latest", second)
+    other.move_labels(["dev_latest"], second)
     with pytest.raises(RefConflict):
         inventory.git.set_ref("refs/tags/dev_latest", first, expected=None)
     assert git_in(bare, "rev-parse", "dev_latest").strip() == second
+
+
+def test_labels_moved_together_lose_a_race_together(
+    inventory: GitInventory, bare: Path, tmp_path: Path
+) -> None:
+    first = inventory.add_entries([entry("app-a")])
+    second = inventory.add_entries([entry("app-a", "2.0.0")])
+    assert first and second
+    inventory.move_labels(["r1_prod_latest", "prod_latest"], first)
+    leases = {"refs/tags/r1_prod_latest": first, "refs/tags/prod_latest": first}
+    other = GitInventory(remote_url=bare.as_uri(), cache_dir=str(tmp_path / "other"))
+    other.move_labels(["prod_latest"], second)  # someone else moves one of them meanwhile
+    with pytest.raises(RefConflict):
+        inventory.git.set_refs(dict.fromkeys(leases, first), leases)
+    with pytest.raises(RefConflict):  # and one made meanwhile is not overwritten either
+        other.move_labels(["CHG0000009"], first)
+        inventory.git.set_refs(
+            dict.fromkeys([*leases, "refs/tags/CHG0000009"], second),
+            {"refs/tags/r1_prod_latest": first, "refs/tags/prod_latest": second},
+        )
+    # the label whose lease held did not move without the others
+    assert git_in(bare, "rev-parse", "r1_prod_latest").strip() == first
+    assert git_in(bare, "rev-parse", "prod_latest").strip() == second
+    assert git_in(bare, "rev-parse", "CHG0000009").strip() == first
 
 
 def test_validate_names_every_bad_file(inventory: GitInventory) -> None:

@@ -165,8 +165,8 @@ def test_labels_mark_commits(inventory: Opened[Inventory]) -> None:
     assert store.resolve("prod_latest") == first
     with pytest.raises(BadInput, match="already exists"):
         store.add_label("prod_latest", second)
-    assert store.move_label("prod_latest", "master") == second
-    assert store.move_label("eu-de_prod_latest", first) == first  # a first deployment
+    assert store.move_labels(["prod_latest"], "master") == second
+    assert store.move_labels(["eu-de_prod_latest"], first) == first  # a first deployment
     assert store.labels() == {
         "eu-de_prod_latest": first,
         "prod_latest": second,
@@ -178,15 +178,35 @@ def test_labels_mark_commits(inventory: Opened[Inventory]) -> None:
         with pytest.raises(BadInput):
             store.add_label(bad, "master")
         with pytest.raises(BadInput):
-            store.move_label(bad, "master")
+            store.move_labels([bad], "master")
     with pytest.raises(BadInput, match="unknown label"):
         store.delete_label("never-made")
     with pytest.raises(BadInput):
         store.add_label("run-1", "no-such-ref")
     with pytest.raises(BadInput):
-        store.move_label("run-1", "no-such-ref")
+        store.move_labels(["run-1"], "no-such-ref")
     with pytest.raises(BadInput, match="hidden by the branch"):
         store.add_label("master", "master")
+
+
+def test_labels_move_together_or_not_at_all(inventory: Opened[Inventory]) -> None:
+    """A deploy moves its region's, its environment's and its CR's labels in one write: a
+    crash or a refusal never leaves some moved (a rerun would take the deployment as done)."""
+    store = inventory.store
+    first = store.add_entries([entry("app-a")])
+    second = store.add_entries([entry("app-a", "2.0.0")])
+    assert first and second
+    assert store.move_labels(["r1_prod_latest", "prod_latest", "CHG0000001"], first) == first
+    labels = ["r1_prod_latest", "prod_latest", "CHG0000002", "master"]  # the last: a branch
+    with pytest.raises(BadInput, match="hidden by the branch"):
+        store.move_labels(labels, second)
+    with pytest.raises(BadInput):
+        store.move_labels(["r1_prod_latest", "bad label"], second)
+    assert store.labels() == dict.fromkeys(["CHG0000001", "prod_latest", "r1_prod_latest"], first)
+    assert store.move_labels(["r1_prod_latest", "prod_latest", "CHG0000002"], second) == second
+    assert store.labels() == {
+        "CHG0000001": first, "CHG0000002": second, "prod_latest": second, "r1_prod_latest": second
+    }  # fmt: skip
 
 
 def test_a_label_is_created_by_one_writer_only(inventory: Opened[Inventory]) -> None:

@@ -289,7 +289,7 @@ CRASHES: dict[str, tuple[type, str, Callable[..., bool]]] = {
         lambda self, cr, *a, **k: cr.state is ChangeState.implement,
     ),
     # deployed, labels not moved
-    "labels": (MemoryInventory, "move_label", lambda *a, **k: True),
+    "labels": (MemoryInventory, "move_labels", lambda *a, **k: True),
     # deployed and labelled, CR not closed
     "close": (
         MemoryChangeManagement,

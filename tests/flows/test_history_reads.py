@@ -67,8 +67,8 @@ def _history() -> tuple[Stores, Counting, dict[str, ChangeRequest]]:
         inventory.add_entries([v1], branch)
     staging, prod = inventory.resolve("staging"), inventory.resolve("prod")
     assert staging is not None and prod is not None
-    inventory.move_label("r1_prod_latest", prod)
-    inventory.move_label("r2_prod_latest", prod)
+    inventory.move_labels(["r1_prod_latest"], prod)
+    inventory.move_labels(["r2_prod_latest"], prod)
     for n in range(30):
         _file(changes, "dev", "r1", "0" * 40, {f"other-{n}": _entry(f"x{n}").sha256})
     crs = {

@@ -62,7 +62,7 @@ STEPS = {
         lambda self, cr, message, **k: message == "deploying",
     ),
     # deployed, labels not moved, CR not closed
-    "labels": (GitInventory, "move_label", lambda *a, **k: True),
+    "labels": (GitInventory, "move_labels", lambda *a, **k: True),
 }
 
 
