@@ -210,6 +210,9 @@ class GitRemote(GitCounters):
     def set_refs(self, refs: Mapping[str, str], expected: Mapping[str, str | None]) -> None:
         """Create or move several branches or tags in one atomic push: all of them or none.
 
+        A ref already at its commit stays, whatever its lease said: git checks no lease of a
+        ref it need not move, and whoever put it there wanted the same.
+
         Args:
             refs: full ref -> commit (or ref) to point it at; each must be in the mirror.
             expected: full ref -> the value it must have now (None: must not exist).
