@@ -120,7 +120,11 @@ async def _read_until_resumed(
 ) -> bool:
     """Read the run after each nudge (and every `nudges.poll_s`) until it is Running."""
     settle: Iterator[float] = iter(())
+    read_at = -_SETTLE_S[0]
     while True:
+        # a flood of events (anyone with API access can emit them) costs a read per 50 ms
+        await anyio.sleep(max(0.0, read_at + _SETTLE_S[0] - anyio.current_time()))
+        read_at = anyio.current_time()
         run = await client.read_flow_run(run_id)
         if run.state is not None and run.state.is_running():
             return True
