@@ -370,13 +370,14 @@ class GitInventory(Block):
             BadInput: for a bad label name, a new label hidden by a branch, an unknown ref.
             RefConflict: when someone else moved, made or deleted one of them at the same time.
         """
-        full = {label: self._label(label) for label in labels}
+        tags = {label: self._label(label) for label in labels}
         git = self._fetched()
-        current = {name: git.ref_value(ref) for name, ref in full.items()}
-        for label in [name for name, value in current.items() if value is None]:
-            self._refuse_hidden(git, label)
+        leases = {tag: git.ref_value(tag) for tag in tags.values()}
+        for label, tag in tags.items():
+            if leases[tag] is None:
+                self._refuse_hidden(git, label)
         commit = commit_of(git, ref)
-        git.set_refs(dict.fromkeys(full.values(), commit), {full[n]: v for n, v in current.items()})
+        git.set_refs(dict.fromkeys(leases, commit), leases)
         return commit
 
     def delete_label(self, label: str) -> str:
